@@ -1,0 +1,163 @@
+import * as nc from 'node:crypto';
+import type { CryptoBackend } from './backend.js';
+import type {
+  EcdsaCurve,
+  HashName,
+  PlainKeyType,
+  PlainPublicKey,
+  SigningPrivateKey,
+} from '../keys/types.js';
+import { CURVE_OF, CURVE_SIZE } from '../keys/types.js';
+import { bigintFromBytes } from '../wire/reader.js';
+import { bigintToBytes } from '../wire/writer.js';
+import { toBase64 } from '../wire/bytes.js';
+
+const NODE_CURVE: Record<EcdsaCurve, string> = { nistp256: 'P-256', nistp384: 'P-384', nistp521: 'P-521' };
+const CURVE_FROM_NODE: Record<string, EcdsaCurve> = { 'P-256': 'nistp256', 'P-384': 'nistp384', 'P-521': 'nistp521' };
+
+function b64u(b: Uint8Array): string {
+  return toBase64(b, false).replace(/\+/g, '-').replace(/\//g, '_');
+}
+function fromB64u(s: string): Uint8Array {
+  return new Uint8Array(Buffer.from(s, 'base64url'));
+}
+function bigB64u(v: bigint, size?: number): string {
+  let hex = v.toString(16);
+  if (hex.length % 2) hex = '0' + hex;
+  const b = Buffer.from(hex, 'hex');
+  return b64u(size === undefined ? b : bigintToBytes(v, size));
+}
+
+// KeyObjects are costly to build; cache them. Private keys by identity (WeakMap), public keys
+// by their JWK text in a bounded map (CA keys repeat on every certificate verified).
+const privateCache = new WeakMap<object, nc.KeyObject>();
+const publicCache = new Map<string, nc.KeyObject>();
+const PUBLIC_CACHE_MAX = 1024;
+
+function publicJwk(key: PlainPublicKey): nc.JsonWebKey {
+  switch (key.type) {
+    case 'ssh-ed25519':
+      return { kty: 'OKP', crv: 'Ed25519', x: b64u(key.publicKey) };
+    case 'ssh-rsa':
+      return { kty: 'RSA', n: bigB64u(key.n), e: bigB64u(key.e) };
+    default: {
+      const size = CURVE_SIZE[key.curve];
+      const p = key.point;
+      return {
+        kty: 'EC',
+        crv: NODE_CURVE[key.curve],
+        x: b64u(p.subarray(1, 1 + size)),
+        y: b64u(p.subarray(1 + size, 1 + 2 * size)),
+      };
+    }
+  }
+}
+
+function publicKeyObject(key: PlainPublicKey): nc.KeyObject {
+  const jwk = publicJwk(key);
+  const id = `${jwk.kty}|${jwk.crv ?? ''}|${jwk.x ?? ''}|${jwk.y ?? ''}|${jwk.n ?? ''}|${jwk.e ?? ''}`;
+  let ko = publicCache.get(id);
+  if (ko === undefined) {
+    ko = nc.createPublicKey({ key: jwk, format: 'jwk' });
+    if (publicCache.size >= PUBLIC_CACHE_MAX) publicCache.delete(publicCache.keys().next().value!);
+    publicCache.set(id, ko);
+  }
+  return ko;
+}
+
+function privateKeyObject(key: SigningPrivateKey): nc.KeyObject {
+  let ko = privateCache.get(key);
+  if (ko !== undefined) return ko;
+  const pub = publicJwk(key);
+  switch (key.type) {
+    case 'ssh-ed25519':
+      ko = nc.createPrivateKey({ key: { ...pub, d: b64u(key.seed) }, format: 'jwk' });
+      break;
+    case 'ssh-rsa': {
+      const { p, q, d } = key;
+      ko = nc.createPrivateKey({
+        key: {
+          ...pub,
+          d: bigB64u(d),
+          p: bigB64u(p),
+          q: bigB64u(q),
+          dp: bigB64u(d % (p - 1n)),
+          dq: bigB64u(d % (q - 1n)),
+          qi: bigB64u(key.iqmp),
+        },
+        format: 'jwk',
+      });
+      break;
+    }
+    default:
+      ko = nc.createPrivateKey({ key: { ...pub, d: bigB64u(key.d, CURVE_SIZE[key.curve]) }, format: 'jwk' });
+  }
+  privateCache.set(key, ko);
+  return ko;
+}
+
+function nodeHash(key: PlainPublicKey, hash: HashName): string | null {
+  return key.type === 'ssh-ed25519' ? null : hash;
+}
+
+export const nodeCrypto: CryptoBackend = {
+  name: 'node',
+  randomBytes(length) {
+    return new Uint8Array(nc.randomBytes(length));
+  },
+  hash(name, data) {
+    return new Uint8Array(nc.createHash(name).update(data).digest());
+  },
+  verify(key, hash, signature, data) {
+    try {
+      const ko = publicKeyObject(key);
+      if (key.type === 'ssh-rsa') {
+        // node accepts a short signature; OpenSSH left-pads it, so pad here for equal results.
+        const size = Math.ceil(key.n.toString(16).length / 2);
+        if (signature.length > size) return false;
+        const padded = new Uint8Array(size);
+        padded.set(signature, size - signature.length);
+        return nc.verify(hash, data, ko, padded);
+      }
+      if (key.type === 'ssh-ed25519') return nc.verify(null, data, ko, signature);
+      return nc.verify(hash, data, { key: ko, dsaEncoding: 'ieee-p1363' }, signature);
+    } catch {
+      return false;
+    }
+  },
+  sign(key, hash, data) {
+    const ko = privateKeyObject(key);
+    if (key.type === 'ssh-ed25519' || key.type === 'ssh-rsa') {
+      return new Uint8Array(nc.sign(nodeHash(key, hash), data, ko));
+    }
+    return new Uint8Array(nc.sign(hash, data, { key: ko, dsaEncoding: 'ieee-p1363' }));
+  },
+  generate(type: PlainKeyType, options = {}) {
+    switch (type) {
+      case 'ssh-ed25519': {
+        const { privateKey } = nc.generateKeyPairSync('ed25519');
+        const jwk = privateKey.export({ format: 'jwk' });
+        return { type, publicKey: fromB64u(jwk.x!), seed: fromB64u(jwk.d!) };
+      }
+      case 'ssh-rsa': {
+        const bits = options.bits ?? 3072;
+        const { privateKey } = nc.generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 65537 });
+        const j = privateKey.export({ format: 'jwk' });
+        const big = (s: string | undefined) => bigintFromBytes(fromB64u(s!));
+        return { type, n: big(j.n), e: big(j.e), d: big(j.d), p: big(j.p), q: big(j.q), iqmp: big(j.qi) };
+      }
+      default: {
+        const curve = CURVE_OF[type];
+        const { privateKey } = nc.generateKeyPairSync('ec', { namedCurve: NODE_CURVE[curve] });
+        const j = privateKey.export({ format: 'jwk' });
+        if (CURVE_FROM_NODE[j.crv!] !== curve) throw new Error('unexpected curve from node:crypto');
+        const size = CURVE_SIZE[curve];
+        const point = new Uint8Array(1 + 2 * size);
+        point[0] = 4;
+        point.set(fromB64u(j.x!), 1);
+        point.set(fromB64u(j.y!), 1 + size);
+        return { type, curve, point, d: bigintFromBytes(fromB64u(j.d!)) };
+      }
+    }
+  },
+};

@@ -1,0 +1,12 @@
+export * from './errors.js';
+export * from './wire/reader.js';
+export * from './wire/writer.js';
+export * from './wire/bytes.js';
+export type { CryptoBackend } from './crypto/backend.js';
+export { nobleCrypto } from './crypto/noble.js';
+export * from './keys/types.js';
+export * from './keys/public-key.js';
+export * from './keys/signature.js';
+export * from './keys/line.js';
+export * from './cert/options.js';
+export * from './cert/certificate.js';
