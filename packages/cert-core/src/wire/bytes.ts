@@ -1,4 +1,4 @@
-/** Byte helpers that run in Node and in a browser (no Buffer). */
+/** Byte helpers over Uint8Array, so they run in Node and in a browser alike. */
 
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   let n = 0;
