@@ -28,7 +28,8 @@ const template = fc.record({
   strings: fc.uniqueArray(fc.tuple(name, fc.string({ maxLength: 20 })), { maxLength: 3, selector: (x) => x[0] }),
 });
 
-function build(t: fc.RecordValue<typeof template extends fc.Arbitrary<infer T> ? T : never>): CertificateTemplate {
+type Drawn = typeof template extends fc.Arbitrary<infer T> ? T : never;
+function build(t: Drawn): CertificateTemplate {
   const ext = [...t.flags.map(flagOption), ...t.strings.filter(([n]) => !t.flags.includes(n)).map(([n, v]) => stringOption(n, v))];
   return {
     key: publicPart(KEYS[t.keyIndex]!),
