@@ -1,1 +1,3 @@
 export * from './process.js';
+export * from './sshd.js';
+export * from './ssh.js';
