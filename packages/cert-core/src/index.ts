@@ -10,3 +10,4 @@ export * from './keys/signature.js';
 export * from './keys/line.js';
 export * from './cert/options.js';
 export * from './cert/certificate.js';
+export * from './text/pattern.js';
