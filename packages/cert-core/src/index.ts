@@ -11,3 +11,4 @@ export * from './keys/line.js';
 export * from './cert/options.js';
 export * from './cert/certificate.js';
 export * from './text/pattern.js';
+export * from './cert/print.js';

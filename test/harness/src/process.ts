@@ -24,7 +24,8 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       cwd: opts.cwd,
-      env: { TZ: 'UTC', ...(opts.env ?? process.env) },
+      // UTC unless the caller's own env says otherwise: tools print times in local time.
+      env: opts.env ? { TZ: 'UTC', ...opts.env } : { ...process.env, TZ: 'UTC' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
