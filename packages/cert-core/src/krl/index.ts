@@ -1,0 +1,11 @@
+export type { Krl, KrlCertificateSection, KrlHeader, DecodedKrl, KrlMatch, SerialRanges } from './model.js';
+export { MAX_BITMAP_BITS } from './model.js';
+export { KrlBuilder, EMPTY_KRL } from './builder.js';
+export type { KrlCaScope } from './builder.js';
+export { encodeKrl } from './encode.js';
+export type { KrlEncodeOptions, KrlLayout } from './encode.js';
+export { parseKrl } from './decode.js';
+export { compileKrl, isRevoked, describeKrlMatch, krlRevocationHook, findSerialRange } from './lookup.js';
+export type { KrlIndex } from './lookup.js';
+export { parseKrlSpec } from './spec.js';
+export type { KrlSpecEntry, KrlSpecOptions } from './spec.js';
