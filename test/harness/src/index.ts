@@ -1,3 +1,4 @@
 export * from './process.js';
 export * from './sshd.js';
 export * from './ssh.js';
+export * from './redis.js';
