@@ -15,6 +15,8 @@ import { certTypeFor, parseCertificate, signCertificate } from '../src/cert/cert
 import { DEFAULT_USER_EXTENSIONS, flagOption, forceCommand, sourceAddress, stringOption } from '../src/cert/options.js';
 import { checkHostCertificate, checkUserCertificate, trustedAuthorities } from '../src/check/checker.js';
 import type { UserCertificateCheckOptions } from '../src/check/checker.js';
+import { KrlBuilder } from '../src/krl/builder.js';
+import { compileKrl, krlRevocationHook } from '../src/krl/lookup.js';
 
 const U64_MAX = 0xffffffffffffffffn;
 const NOW = 1_800_000_000n;
@@ -181,6 +183,24 @@ test('revocation hook: string reasons, and a throwing hook fails closed', () => 
     'ERR_REVOKED',
     /revocation check failed \(KRL unreadable\)/,
   );
+});
+
+test('a KRL plugs in as the revocation hook: serial, key id, subject key, CA key', () => {
+  const s = setup(nodeCrypto);
+  const cert = s.make();
+  const hook = (b: KrlBuilder) => krlRevocationHook(compileKrl(b.build(), nodeCrypto));
+  checkUserCertificate(cert, { ...s.opts, isRevoked: hook(new KrlBuilder().revokeSerial(s.signer.publicKey, 41n)) });
+  const revoked = [
+    new KrlBuilder().revokeSerial(s.signer.publicKey, 42n),
+    new KrlBuilder().revokeKeyId(null, 'alice@example.com'),
+    new KrlBuilder().revokeKey(s.user),
+    new KrlBuilder().revokeKey(s.signer.publicKey),
+  ];
+  for (const b of revoked) {
+    throwsCode(() => checkUserCertificate(cert, { ...s.opts, isRevoked: hook(b) }), 'ERR_REVOKED', /is revoked: /);
+  }
+  // A serial revoked under another CA does not touch this one.
+  checkUserCertificate(cert, { ...s.opts, isRevoked: hook(new KrlBuilder().revokeSerial(publicPart(s.other), 42n)) });
 });
 
 test('validity boundaries: valid_after <= now < valid_before, with explicit skew', () => {
