@@ -12,3 +12,6 @@ export * from './cert/options.js';
 export * from './cert/certificate.js';
 export * from './text/pattern.js';
 export * from './cert/print.js';
+export * from './check/checker.js';
+export * from './check/permissions.js';
+export * from './check/userauth.js';
