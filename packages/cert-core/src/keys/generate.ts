@@ -12,15 +12,15 @@ export const RSA_MIN_GENERATE_BITS = 2048;
 /** ssh-keygen's default RSA size. */
 export const RSA_DEFAULT_BITS = 3072;
 
-const PLAIN_BITS: Readonly<Record<Exclude<PlainKeyType, 'ssh-rsa'>, number>> = {
-  'ssh-ed25519': 256,
-  'ecdsa-sha2-nistp256': 256,
-  'ecdsa-sha2-nistp384': 384,
-  'ecdsa-sha2-nistp521': 521,
-};
+const FIXED_SIZE_TYPES: ReadonlySet<string> = new Set<PlainKeyType>([
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+]);
 
 export interface GenerateKeyOptions {
-  /** RSA modulus size (default 3072, at least 2048). Other types have a fixed size. */
+  /** RSA modulus size (default 3072, at least 2048). Ignored for the fixed-size types, as by CryptoBackend.generate. */
   readonly bits?: number;
 }
 
@@ -44,10 +44,7 @@ export function generateKey(crypto: CryptoBackend, type: PlainKeyType, options: 
     checkKeyPair(key);
     return key;
   }
-  if (!(type in PLAIN_BITS)) throw new TypeError(`cannot generate a key of type ${JSON.stringify(type)}`);
-  if (bits !== undefined && bits !== PLAIN_BITS[type]) {
-    throw new TypeError(`a ${type} key has ${PLAIN_BITS[type]} bits, not ${bits}`);
-  }
+  if (!FIXED_SIZE_TYPES.has(type)) throw new TypeError(`cannot generate a key of type ${JSON.stringify(type)}`);
   const key = crypto.generate(type);
   checkKeyPair(key);
   return key;
@@ -112,4 +109,9 @@ export function checkKeyPair(key: PrivateKey): void {
     default:
       return;
   }
+}
+
+/** Whether `key` holds a secret this package can sign with (security-key handles cannot). */
+export function isSigningPrivateKey(key: PrivateKey): key is SigningPrivateKey {
+  return !key.type.startsWith('sk-');
 }

@@ -337,26 +337,23 @@ export function decodePkcs8PrivateKey(der: Uint8Array, context = 'pkcs8'): Signi
   }
 }
 
-/** PEM labels of the formats this module reads. */
-export const PEM_PRIVATE_KEY_LABELS = ['PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY'] as const;
-
 /**
  * Decodes one PEM block holding a PKCS#8, PKCS#1 or SEC1 key. Encrypted forms (`ENCRYPTED
  * PRIVATE KEY`, legacy `Proc-Type: 4,ENCRYPTED`) and other key kinds are ERR_UNSUPPORTED.
  */
-export function decodePemPrivateKey(block: PemBlock, context = 'pem'): SigningPrivateKey {
-  const where = `${context}.${block.label.toLowerCase().replace(/ /g, '-')}`;
+export function decodePemPrivateKey(block: PemBlock): SigningPrivateKey {
+  const where = `pem ${block.label}`;
   if (block.label === 'ENCRYPTED PRIVATE KEY' || /ENCRYPTED/i.test(block.headers.get('Proc-Type') ?? '')) {
     unsupported(where, 'encrypted PKCS#8/PEM key; convert it with `ssh-keygen -p` or `openssl pkey`');
   }
   if (block.headers.size > 0) malformed(where, `unexpected header "${[...block.headers.keys()][0]!}"`);
   switch (block.label) {
     case 'PRIVATE KEY':
-      return decodePkcs8PrivateKey(block.body, where);
+      return decodePkcs8PrivateKey(block.body);
     case 'RSA PRIVATE KEY':
-      return decodePkcs1PrivateKey(block.body, where);
+      return decodePkcs1PrivateKey(block.body);
     case 'EC PRIVATE KEY':
-      return decodeSec1PrivateKey(block.body, where);
+      return decodeSec1PrivateKey(block.body);
     default:
       return unsupported(where, `PEM block "${block.label}"`);
   }

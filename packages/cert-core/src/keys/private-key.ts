@@ -360,7 +360,7 @@ export function parsePrivateKey(text: string, options: ParsePrivateKeyOptions = 
   }
   const format = PEM_FORMATS[block.label];
   if (format === undefined) throw unsupported(context, `PEM block "${block.label}"`);
-  return { key: decodePemPrivateKey(block, context), comment: '', format };
+  return { key: decodePemPrivateKey(block), comment: '', format };
 }
 
 export interface PrivateKeyInfo {
