@@ -139,16 +139,14 @@ export class KrlBuilder {
     return this.addSerialRangeBlob(KrlBuilder.caBlob(ca), lo, hi);
   }
 
-  /** Many serials at once (the fast path for large KRLs). */
+  /** Many serials at once (the fast path for large KRLs). All or nothing: a bad one adds none. */
   revokeSerials(ca: KrlCaScope, serials: Iterable<bigint>): this {
     const caBlob = KrlBuilder.caBlob(ca);
-    let e: CaEntry | undefined;
-    for (const s of serials) {
-      checkUint64(s, 'serial');
-      if (s === 0n) throw new TypeError('cert-core: serial 0 cannot be revoked by serial (revoke the key id instead)');
-      e ??= this.ca(caBlob);
-      e.serials.push(s, s);
-    }
+    const values = serials instanceof BigUint64Array ? serials : BigUint64Array.from(serials, (s) => (checkUint64(s, 'serial'), s));
+    if (values.includes(0n)) throw new TypeError('cert-core: serial 0 cannot be revoked by serial (revoke the key id instead)');
+    if (values.length === 0) return this;
+    const acc = this.ca(caBlob).serials;
+    for (let i = 0; i < values.length; i++) acc.push(values[i]!, values[i]!);
     return this;
   }
 

@@ -132,6 +132,18 @@ function isCertificate(x: PublicKey | Certificate): x is Certificate {
   return typeof (x as Certificate).certType === 'string';
 }
 
+// Encoding a CA key costs more than the serial search; checkers pass the same CA key objects
+// again and again, so remember each object's encoding.
+const caKeys = new WeakMap<PublicKey, string>();
+function caKeyOf(k: PublicKey): string {
+  let s = caKeys.get(k);
+  if (s === undefined) {
+    s = binaryKey(encodePublicKey(k));
+    caKeys.set(k, s);
+  }
+  return s;
+}
+
 function bindIndex(c: Compiled, crypto: CryptoBackend): KrlIndex {
   const keyRule = (key: PublicKey, subject: 'key' | 'ca'): KrlMatch | undefined => {
     if (c.sha1.size === 0 && c.sha256.size === 0 && c.keys.size === 0) return undefined;
@@ -153,7 +165,7 @@ function bindIndex(c: Compiled, crypto: CryptoBackend): KrlIndex {
   const isKeyRevoked = (key: PublicKey): KrlMatch | undefined => keyRule(key, 'key');
   const isCertificateRevoked = (cert: Certificate): KrlMatch | undefined =>
     keyRule(cert.key, 'key') ??
-    (c.cas.size > 0 ? certRule(cert, c.cas.get(binaryKey(encodePublicKey(cert.signatureKey))), 'issuer') : undefined) ??
+    (c.cas.size > 0 ? certRule(cert, c.cas.get(caKeyOf(cert.signatureKey)), 'issuer') : undefined) ??
     certRule(cert, c.anyCa, 'any') ??
     keyRule(cert.signatureKey, 'ca');
   return {
