@@ -2,3 +2,4 @@ export * from './process.js';
 export * from './sshd.js';
 export * from './ssh.js';
 export * from './redis.js';
+export * from './oidc-provider.js';
