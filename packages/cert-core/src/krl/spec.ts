@@ -49,9 +49,11 @@ export function parseKrlSpec(text: string, options: KrlSpecOptions): KrlSpecEntr
       const entry = parseLine(raw, line, scope, options.crypto, where);
       if (entry !== undefined) out.push(entry);
     } catch (e) {
-      if (e instanceof CertError && e.code === 'ERR_MALFORMED' && e.where?.startsWith(where)) throw e;
-      const what = e instanceof CertError ? e.message.replace(/^cert-core: /, '') : String(e);
-      malformed(where, what);
+      if (!(e instanceof CertError)) throw e;
+      if (e.code === 'ERR_MALFORMED' && e.where === where) throw e;
+      // Errors of the key parser name a field below this line: keep it, but at this line.
+      const field = e.where?.startsWith(`${where}.`) ? `${e.where.slice(where.length + 1)}: ` : '';
+      malformed(where, field + (e.what ?? e.message.replace(/^cert-core: /, '')));
     }
   });
   return out;
