@@ -1,0 +1,2 @@
+export * from './errors.js';
+export * from './ssh2-certs.js';
