@@ -144,7 +144,7 @@ test('refused lines give ERR_MALFORMED naming the line number', () => {
     { crypto },
   );
   const raw = c.raw.slice();
-  raw[raw.length - 1] ^= 1;
+  raw[raw.length - 1] = raw[raw.length - 1]! ^ 1;
   assert.throws(() => parseKrlSpec(`${c.certType} ${toBase64(raw)}\n`, { crypto }), malformedAt(1));
   assert.throws(() => parseKrlSpec(5 as never, { crypto }), TypeError);
   assert.throws(() => parseKrlSpec('', {} as never), TypeError);
