@@ -273,7 +273,7 @@ function readPrivateFields(r: SshReader, type: KeyType): PrivateKey {
 
 // Comments are informational; OpenSSH stores whatever bytes were given, so a comment that is
 // not UTF-8 is shown with replacement characters rather than making the key unreadable.
-const lenientUtf8 = new TextDecoder('utf-8');
+const lenientUtf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Decodes the binary `openssh-key-v1` blob (the base64 body of the PEM-like armour). */
 export function decodeOpenSshPrivateKey(
