@@ -69,7 +69,8 @@ interface DecodedHash {
   readonly hash: Buffer;
 }
 
-const ENCODED_RE = /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]{22,})\$([A-Za-z0-9+/]{43})$/;
+// Salts from 8 bytes verify (so published vectors can be checked); new hashes get 16.
+const ENCODED_RE = /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]{11,88})\$([A-Za-z0-9+/]{43})$/;
 
 /** Parses an encoded hash; malformed input throws (the message never repeats the hash). */
 export function decodePasswordHash(encoded: string): DecodedHash {
