@@ -16,6 +16,7 @@ import {
   DEFAULT_USER_EXTENSIONS,
   flagOption,
   formatCertificate,
+  isCertError,
   formatPublicKey,
   keySigner,
   publicPart,
@@ -36,7 +37,7 @@ import {
   ssh2CertificatePatchApplied,
   verifyCertificateUserauth,
 } from '../src/index.js';
-import type { HostCertificateVerifier } from '../src/index.js';
+import type { HostCertificateVerifier, PublicKeyAuthRequest } from '../src/index.js';
 
 const missing = [...['ssh'].filter((t) => !hasTool(t)), ...(existsSync(SSHD_PATH) ? [] : [SSHD_PATH])];
 const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
@@ -318,6 +319,8 @@ describe('ssh2 with OpenSSH certificates', { skip }, () => {
     let server: ssh2.Server | undefined;
     let port = 0;
     const logins: Login[] = [];
+    /** Signed requests as ssh2 handed them over, by key id, to replay with alterations. */
+    const requests = new Map<string, PublicKeyAuthRequest>();
     let knownHosts = '';
 
     before(async () => {
@@ -335,7 +338,10 @@ describe('ssh2 with OpenSSH certificates', { skip }, () => {
             const certificate =
               ctx.signature === undefined ? offeredCertificate(ctx) : verifyCertificateUserauth(ctx, { crypto: nodeCrypto }).certificate;
             checkUserCertificate(certificate, { trustedCAs, principal: ctx.username, peerAddress: info.ip, now: new Date(), crypto: nodeCrypto });
-            if (ctx.signature !== undefined) logins.push({ algorithm: ctx.key.algo, keyId: certificate.keyId });
+            if (ctx.signature !== undefined) {
+              logins.push({ algorithm: ctx.key.algo, keyId: certificate.keyId });
+              requests.set(certificate.keyId, { key: { ...ctx.key }, signature: ctx.signature, blob: ctx.blob });
+            }
             return ctx.accept();
           } catch (e) {
             logins.push({ algorithm: ctx.key.algo, refusal: e instanceof Error ? `${(e as { code?: string }).code}: ${e.message}` : String(e) });
@@ -408,6 +414,23 @@ describe('ssh2 with OpenSSH certificates', { skip }, () => {
       assert.equal(refused.length, 2, refused.join('\n'));
       assert.match(refused[0] ?? '', /^ERR_UNTRUSTED_CA: .*not a trusted CA/);
       assert.match(refused[1] ?? '', /^ERR_NOT_A_CERTIFICATE: .*plain ssh-ed25519 key/);
+    });
+
+    it("checks the algorithm and the signed session data of ssh's real RSA certificate request", () => {
+      const real = requests.get('d-rsa');
+      assert.ok(real?.signature && real.blob, 'the rsa login above did not run');
+      const { blob } = real;
+      assert.equal(verifyCertificateUserauth(real, { crypto: nodeCrypto }).signatureAlgorithm, 'rsa-sha2-512');
+      // Advertised as rsa-sha2-256-cert but signed as rsa-sha2-512: refused, not verified either way.
+      assert.throws(
+        () => verifyCertificateUserauth({ ...real, key: { ...real.key, algo: 'rsa-sha2-256-cert-v01@openssh.com' } }, { crypto: nodeCrypto }),
+        (e) => isCertError(e, 'ERR_ALGORITHM_MISMATCH'),
+      );
+      // The same signature replayed into another session (one byte of the session id differs).
+      const otherSession = Buffer.from(blob);
+      otherSession[4] = (otherSession[4] ?? 0) ^ 1;
+      assert.throws(() => verifyCertificateUserauth({ ...real, blob: otherSession }, { crypto: nodeCrypto }), (e) => isCertError(e, 'ERR_BAD_SIGNATURE'));
+      assert.throws(() => verifyCertificateUserauth({ key: real.key }, { crypto: nodeCrypto }), (e) => isProxyError(e, 'ERR_NO_SIGNATURE'));
     });
 
     it("is refused by ssh2's client when the certificate is not for the key that signs the exchange", async () => {
