@@ -3,7 +3,7 @@
 // copies the generation date from bytes 20..27 of its output, and compares byte for byte with
 // encodeKrl(..., { layout: 'openssh' }). Parsing ssh-keygen's KRL and re-encoding it must give
 // the same bytes again. Random serial sets come from a seeded generator (SEED below).
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
@@ -117,7 +117,16 @@ interface Fixture {
   readonly certs: Certificate[];
 }
 
+let shared: Fixture | undefined;
+after(() => shared?.dir.remove());
+
+/** Keys and certificates shared by the tests (RSA generation is the slow part: do it once). */
 function makeFixture(): Fixture {
+  shared ??= createFixture();
+  return shared;
+}
+
+function createFixture(): Fixture {
   const dir = tempDir('krl-golden-');
   const types: PlainKeyType[] = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ssh-rsa'];
   const caPriv = types.map((t) => nodeCrypto.generate(t, { bits: 2048 }));
@@ -183,100 +192,92 @@ function assertSameKrl(theirs: Uint8Array, mine: Uint8Array, label: string): voi
 
 test('golden: random serial sets under a CA and under -s none match ssh-keygen -k byte for byte', { skip: !HAVE && 'ssh-keygen missing' }, async () => {
   const fx = makeFixture();
-  try {
-    const r = rng(SEED);
-    const cases = Array.from({ length: 320 }, (_, i) => ({ spec: randomSerialSpec(r), ca: i % 5 === 4 ? -1 : i % 3 }));
-    let compared = 0;
-    const seen = new Map<number, number>();
-    await pool(cases, 8, async (c, i) => {
-      const spec = fx.dir.file(`s${i}`);
-      const out = fx.dir.file(`s${i}.krl`);
-      writeFileSync(spec, c.spec);
-      await keygen(['-q', '-k', '-f', out, '-s', c.ca < 0 ? 'none' : fx.caFiles[c.ca]!, '-z', '7', '-C', 'c', spec]);
-      const theirs = new Uint8Array(readFileSync(out));
-      assertSameKrl(theirs, ours([{ spec: c.spec, ca: c.ca < 0 ? 'none' : fx.cas[c.ca]! }], dateOf(theirs)), `case ${i}:\n${c.spec}`);
-      for (const t of subsectionTypes(theirs)) seen.set(t, (seen.get(t) ?? 0) + 1);
-      compared++;
-    });
-    assert.equal(compared, 320);
-    // The random sets exercised every serial subsection type many times.
-    for (const t of [0x20, 0x21, 0x22]) assert.ok((seen.get(t) ?? 0) >= 50, `subsection 0x${t.toString(16)} seen ${seen.get(t)} times`);
-  } finally {
-    fx.dir.remove();
-  }
+  const r = rng(SEED);
+  const cases = Array.from({ length: 320 }, (_, i) => ({ spec: randomSerialSpec(r), ca: i % 5 === 4 ? -1 : i % 3 }));
+  let compared = 0;
+  const seen = new Map<number, number>();
+  await pool(cases, 8, async (c, i) => {
+    const spec = fx.dir.file(`s${i}`);
+    const out = fx.dir.file(`s${i}.krl`);
+    writeFileSync(spec, c.spec);
+    await keygen(['-q', '-k', '-f', out, '-s', c.ca < 0 ? 'none' : fx.caFiles[c.ca]!, '-z', '7', '-C', 'c', spec]);
+    const theirs = new Uint8Array(readFileSync(out));
+    assertSameKrl(theirs, ours([{ spec: c.spec, ca: c.ca < 0 ? 'none' : fx.cas[c.ca]! }], dateOf(theirs)), `case ${i}:\n${c.spec}`);
+    for (const t of subsectionTypes(theirs)) seen.set(t, (seen.get(t) ?? 0) + 1);
+    compared++;
+  });
+  assert.equal(compared, 320);
+  // The random sets exercised every serial subsection type many times.
+  for (const t of [0x20, 0x21, 0x22]) assert.ok((seen.get(t) ?? 0) >= 50, `subsection 0x${t.toString(16)} seen ${seen.get(t)} times`);
 });
 
 test('golden: every spec keyword, key types, certificates, comments and -u appends with several CAs', { skip: !HAVE && 'ssh-keygen missing' }, async () => {
   const fx = makeFixture();
-  try {
-    const [k0, k1, k2, k3, k4] = fx.keys as [PublicKey, PublicKey, PublicKey, PublicKey, PublicKey];
-    const [c0, c1, c2, c3] = fx.certs as [Certificate, Certificate, Certificate, Certificate];
-    const fp = fingerprintSha256(nodeCrypto, k3);
-    const spec1 = [
-      '# a comment line',
-      '   ',
-      'serial: 1-4 # trailing comment',
-      '\tSERIAL:\t0x10',
-      'serial: 010',
-      'serial: 0x7fffffffffffffff-18446744073709551615',
-      'id: alice',
-      'ID:   bob smith   ',
-      'id: ünïcødé',
-      `key: ${formatPublicKey(k0, 'comment here')}`,
-      `KEY: ${formatCertificate(c1)}`,
-      `sha1: ${formatPublicKey(k1)}`,
-      `Sha256: ${formatPublicKey(k2)}`,
-      `hash: ${fp}`,
-      `hash: ${fp}=`,
-      formatPublicKey(k4, 'bare key'),
-      formatCertificate(c0, 'cert serial 0 -> key id'),
-      formatCertificate(c1, 'cert serial 42'),
-      formatCertificate(c2),
-      `sha256: ${formatCertificate(c3)}`,
-      '',
-    ].join('\n');
-    const spec2 = 'serial: 100-200\nid: carol\nserial: 5\n';
-    const spec3 = 'serial: 9\nid: *\nserial: 18446744073709551615\n';
-    const spec4 = 'serial: 201\nserial: 3\nid: aaa\n';
-    const steps = [
-      { spec: spec1, ca: 0 },
-      { spec: spec2, ca: 1 },
-      { spec: spec3, ca: -1 },
-      { spec: spec4, ca: 0 },
-      { spec: 'serial: 77\n', ca: 2 },
-    ];
-    const out = fx.dir.file('u.krl');
-    for (let i = 0; i < steps.length; i++) {
-      const s = steps[i]!;
-      const f = fx.dir.file(`u${i}`);
-      writeFileSync(f, s.spec);
-      await keygen(['-q', '-k', ...(i > 0 ? ['-u'] : []), '-f', out, '-s', s.ca < 0 ? 'none' : fx.caFiles[s.ca]!, '-z', '7', '-C', 'c', f]);
-      const theirs = new Uint8Array(readFileSync(out));
-      const upto = steps.slice(0, i + 1).map((x) => ({ spec: x.spec, ca: x.ca < 0 ? ('none' as const) : fx.cas[x.ca]! }));
-      assertSameKrl(theirs, ours(upto, dateOf(theirs)), `after step ${i}`);
-    }
-    // The result answers like ssh-keygen -Q for each certificate and key.
-    const krl = parseKrl(new Uint8Array(readFileSync(out)));
-    const files = [...fx.keys.map((k, i) => ['k', i, formatPublicKey(k)] as const), ...fx.certs.map((c, i) => ['c', i, formatCertificate(c)] as const)];
-    const paths = files.map(([p, i, text]) => {
-      const f = fx.dir.file(`${p}${i}.pub`);
-      writeFileSync(f, text + '\n');
-      return f;
-    });
-    const q = await keygenRun(['-Q', '-f', out, ...paths]);
-    assert.equal(q.code, 1, q.stderr);
-    const lines = q.stdout.trim().split('\n');
-    files.forEach(([p, i], j) => {
-      const subject = p === 'k' ? fx.keys[i]! : fx.certs[i]!;
-      const revoked = isRevoked(krl, subject, nodeCrypto) !== undefined;
-      // ssh-keygen prints `path (comment): verdict`; the comment of a bare .pub is its path.
-      assert.equal(lines[j], `${paths[j]} (${paths[j]}): ${revoked ? 'REVOKED' : 'ok'}`);
-    });
-    // Everything in this spec revokes something: every key and certificate is revoked.
-    assert.ok(lines.every((l) => l.endsWith('REVOKED')));
-  } finally {
-    fx.dir.remove();
+  const [k0, k1, k2, k3, k4] = fx.keys as [PublicKey, PublicKey, PublicKey, PublicKey, PublicKey];
+  const [c0, c1, c2, c3] = fx.certs as [Certificate, Certificate, Certificate, Certificate];
+  const fp = fingerprintSha256(nodeCrypto, k3);
+  const spec1 = [
+    '# a comment line',
+    '   ',
+    'serial: 1-4 # trailing comment',
+    '\tSERIAL:\t0x10',
+    'serial: 010',
+    'serial: 0x7fffffffffffffff-18446744073709551615',
+    'id: alice',
+    'ID:   bob smith   ',
+    'id: ünïcødé',
+    `key: ${formatPublicKey(k0, 'comment here')}`,
+    `KEY: ${formatCertificate(c1)}`,
+    `sha1: ${formatPublicKey(k1)}`,
+    `Sha256: ${formatPublicKey(k2)}`,
+    `hash: ${fp}`,
+    `hash: ${fp}=`,
+    formatPublicKey(k4, 'bare key'),
+    formatCertificate(c0, 'cert serial 0 -> key id'),
+    formatCertificate(c1, 'cert serial 42'),
+    formatCertificate(c2),
+    `sha256: ${formatCertificate(c3)}`,
+    '',
+  ].join('\n');
+  const spec2 = 'serial: 100-200\nid: carol\nserial: 5\n';
+  const spec3 = 'serial: 9\nid: *\nserial: 18446744073709551615\n';
+  const spec4 = 'serial: 201\nserial: 3\nid: aaa\n';
+  const steps = [
+    { spec: spec1, ca: 0 },
+    { spec: spec2, ca: 1 },
+    { spec: spec3, ca: -1 },
+    { spec: spec4, ca: 0 },
+    { spec: 'serial: 77\n', ca: 2 },
+  ];
+  const out = fx.dir.file('u.krl');
+  for (let i = 0; i < steps.length; i++) {
+    const s = steps[i]!;
+    const f = fx.dir.file(`u${i}`);
+    writeFileSync(f, s.spec);
+    await keygen(['-q', '-k', ...(i > 0 ? ['-u'] : []), '-f', out, '-s', s.ca < 0 ? 'none' : fx.caFiles[s.ca]!, '-z', '7', '-C', 'c', f]);
+    const theirs = new Uint8Array(readFileSync(out));
+    const upto = steps.slice(0, i + 1).map((x) => ({ spec: x.spec, ca: x.ca < 0 ? ('none' as const) : fx.cas[x.ca]! }));
+    assertSameKrl(theirs, ours(upto, dateOf(theirs)), `after step ${i}`);
   }
+  // The result answers like ssh-keygen -Q for each certificate and key.
+  const krl = parseKrl(new Uint8Array(readFileSync(out)));
+  const files = [...fx.keys.map((k, i) => ['k', i, formatPublicKey(k)] as const), ...fx.certs.map((c, i) => ['c', i, formatCertificate(c)] as const)];
+  const paths = files.map(([p, i, text]) => {
+    const f = fx.dir.file(`${p}${i}.pub`);
+    writeFileSync(f, text + '\n');
+    return f;
+  });
+  const q = await keygenRun(['-Q', '-f', out, ...paths]);
+  assert.equal(q.code, 1, q.stderr);
+  const lines = q.stdout.trim().split('\n');
+  files.forEach(([p, i], j) => {
+    const subject = p === 'k' ? fx.keys[i]! : fx.certs[i]!;
+    const revoked = isRevoked(krl, subject, nodeCrypto) !== undefined;
+    // ssh-keygen prints `path (comment): verdict`; the comment of a bare .pub is its path.
+    assert.equal(lines[j], `${paths[j]} (${paths[j]}): ${revoked ? 'REVOKED' : 'ok'}`);
+  });
+  // Everything in this spec revokes something: every key and certificate is revoked.
+  assert.ok(lines.every((l) => l.endsWith('REVOKED')));
 });
 
 test('golden: a KRL with a DSA CA section (ssh-keygen 9.2 still makes DSA keys) parses and re-encodes', { skip: !HAVE && 'ssh-keygen missing' }, async () => {
