@@ -15,3 +15,7 @@ export * from './cert/print.js';
 export * from './check/checker.js';
 export * from './check/permissions.js';
 export * from './check/userauth.js';
+export * from './keys/private-key.js';
+export { decodePkcs8PrivateKey, decodePkcs1PrivateKey, decodeSec1PrivateKey } from './keys/pkcs8.js';
+export { generateKey, checkKeyPair, isSigningPrivateKey, RSA_MIN_GENERATE_BITS, RSA_DEFAULT_BITS } from './keys/generate.js';
+export type { GenerateKeyOptions } from './keys/generate.js';

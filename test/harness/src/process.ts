@@ -26,7 +26,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       cwd: opts.cwd,
       // UTC unless the caller's own env says otherwise: tools print times in local time.
       env: opts.env ? { TZ: 'UTC', ...opts.env } : { ...process.env, TZ: 'UTC' },
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -47,7 +47,11 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         stdoutBytes,
       });
     });
-    child.stdin.end(opts.input ?? '');
+    if (child.stdin) {
+      // A tool may exit before reading its input; that is its answer, not our error.
+      child.stdin.on('error', () => {});
+      child.stdin.end(opts.input);
+    }
   });
 }
 
