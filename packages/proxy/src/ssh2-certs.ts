@@ -69,8 +69,8 @@ export function ssh2CertificatePatchApplied(): boolean {
  */
 const RSA_CERT_ALGORITHM = `rsa-sha2-512${CERT_SUFFIX}`;
 
-function describeKey(key: PublicKey): string {
-  return `${key.type} ${fingerprintSha256(nodeCrypto, key)}`;
+function describeKey(key: PublicKey, crypto: CryptoBackend = nodeCrypto): string {
+  return `${key.type} ${fingerprintSha256(crypto, key)}`;
 }
 
 function ssh2PrivateKey(privateKey: SigningPrivateKey): ParsedKey {
@@ -187,7 +187,7 @@ export function decideHostKey(blob: Uint8Array, o: HostKeyDecisionOptions): Host
   if (!isCertificateType(type)) {
     let what = type;
     try {
-      what = describeKey(parsePublicKey(blob, 'host key'));
+      what = describeKey(parsePublicKey(blob, 'host key'), o.crypto);
     } catch {
       // An unknown or malformed key is still a plain key; its type name says enough.
     }
@@ -271,10 +271,14 @@ export function isCertificateAlgorithm(algorithm: string): boolean {
  * early; ERR_NOT_A_CERTIFICATE for a plain key.
  */
 export function offeredCertificate(request: PublicKeyAuthRequest): Certificate {
-  if (!isCertificateAlgorithm(request.key.algo)) {
-    throw new ProxyError('ERR_NOT_A_CERTIFICATE', `proxy: only user certificates are accepted, got a plain ${request.key.algo} key`);
-  }
+  requireCertificateAlgorithm(request.key.algo);
   return parseCertificate(request.key.data, 'userauth.keyBlob');
+}
+
+function requireCertificateAlgorithm(algorithm: string): void {
+  if (!isCertificateAlgorithm(algorithm)) {
+    throw new ProxyError('ERR_NOT_A_CERTIFICATE', `proxy: only user certificates are accepted, got a plain ${algorithm} key`);
+  }
 }
 
 /**
@@ -288,7 +292,7 @@ export function verifyCertificateUserauth(
   request: PublicKeyAuthRequest,
   options: { readonly crypto: CryptoBackend },
 ): UserauthSignature & { readonly certificate: Certificate } {
-  offeredCertificate(request);
+  requireCertificateAlgorithm(request.key.algo);
   const { signature, blob } = request;
   if (signature === undefined || blob === undefined) {
     throw new ProxyError('ERR_NO_SIGNATURE', 'proxy: publickey request carries no signature; check it with offeredCertificate');
