@@ -286,6 +286,22 @@ describe('OIDC login against a real oidc-provider', () => {
     assert.equal(identity.username, 'alice@example.com');
   });
 
+  test('the test provider itself refuses an authorization request without PKCE', async () => {
+    const url = new URL(`${provider.issuer}/auth`);
+    url.search = new URLSearchParams({
+      client_id: CLIENT.client_id,
+      response_type: 'code',
+      scope: 'openid',
+      redirect_uri: 'http://127.0.0.1:40008/callback',
+      state: 'x'.repeat(20),
+    }).toString();
+    const res = await fetch(url, { redirect: 'manual' });
+    const back = new URL(res.headers.get('location') ?? 'http://none/');
+    assert.equal(back.origin, 'http://127.0.0.1:40008');
+    assert.equal(back.searchParams.get('error'), 'invalid_request');
+    assert.match(back.searchParams.get('error_description') ?? '', /requires PKCE/);
+  });
+
   test('http issuers: refused unless loopback and allowed by the flag', async () => {
     const store = new RedisOidcStateStore(redis);
     assert.throws(
