@@ -109,18 +109,25 @@ export class KrlBuilder {
     return encodePublicKey(ca);
   }
 
-  /** Internal: no argument checks beyond the serial rules (parsers validate first). */
+  /**
+   * @internal For parsers, which have already refused bad input with ERR_MALFORMED; the checks
+   * here only keep a direct caller from building a KRL OpenSSH cannot read.
+   */
   addSerialRangeBlob(caBlob: Uint8Array | null, lo: bigint, hi: bigint): this {
+    if (lo === 0n || lo > hi) throw new TypeError(`cert-core: invalid serial range ${lo}-${hi}`);
     this.ca(caBlob).serials.push(lo, hi);
     return this;
   }
 
+  /** @internal See addSerialRangeBlob. */
   addKeyIdBlob(caBlob: Uint8Array | null, keyId: Uint8Array): this {
     this.ca(caBlob).keyIds.set(binaryKey(keyId), keyId.slice());
     return this;
   }
 
+  /** @internal See addSerialRangeBlob. Explicit key blobs are taken as they are, as OpenSSH does. */
   addBlob(which: 'keys' | 'sha1' | 'sha256', blob: Uint8Array): this {
+    if (which !== 'keys') checkLength(blob, which === 'sha1' ? 20 : 32, which);
     const m = which === 'keys' ? this.keys : which === 'sha1' ? this.sha1s : this.sha256s;
     m.set(binaryKey(blob), blob.slice());
     return this;
@@ -165,13 +172,11 @@ export class KrlBuilder {
 
   /** SHA-1 of a plain key blob, 20 bytes. */
   revokeSha1(hash: Uint8Array): this {
-    checkLength(hash, 20, 'sha1');
     return this.addBlob('sha1', hash);
   }
 
   /** SHA-256 of a plain key blob, 32 bytes (what `ssh-keygen -l` prints as SHA256:...). */
   revokeSha256(hash: Uint8Array): this {
-    checkLength(hash, 32, 'sha256');
     return this.addBlob('sha256', hash);
   }
 

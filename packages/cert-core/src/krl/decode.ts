@@ -30,6 +30,9 @@ const lossyUtf8 = new TextDecoder('utf-8');
  * leftover bytes anywhere; serial 0 in a list, range or bitmap; a reversed range; a bitmap
  * that wraps past 2^64 or whose mpint exceeds 2048 bytes; a hash of the wrong length; a CA
  * key that does not parse; a NUL inside the comment or a key id.
+ *
+ * Bytes without the magic fail with `where` = `krl.magic`: sshd reads such a RevokedKeys file
+ * as a list of public keys instead, and a caller that wants the same can tell this case apart.
  */
 export function parseKrl(bytes: Uint8Array): DecodedKrl {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('cert-core: parseKrl expects a Uint8Array');
