@@ -207,6 +207,10 @@ test('embedded redis: a SIGKILLed supervisor takes redis-server with it (parent 
     if (processAlive(sup.redisPid)) process.kill(sup.redisPid, 'SIGKILL');
   });
   assert.ok(processAlive(sup.redisPid));
+  // While that supervisor lives, nobody else may take its directory over.
+  const intruder = new EmbeddedRedis({ stateDir: tmp.file('redis') });
+  await assert.rejects(intruder.start(), (e: unknown) => isAuthError(e, 'ERR_UNAVAILABLE') && /supervised by another live process \(pid \d+\)/.test(e.message));
+  assert.ok(processAlive(sup.redisPid), 'the refusal touched nothing');
   await sup.kill();
   await until('redis-server to exit after its supervisor', () => redisProcessesUnder(tmp.path).length === 0);
 });
