@@ -19,3 +19,4 @@ export * from './keys/private-key.js';
 export { decodePkcs8PrivateKey, decodePkcs1PrivateKey, decodeSec1PrivateKey } from './keys/pkcs8.js';
 export { generateKey, checkKeyPair, isSigningPrivateKey, RSA_MIN_GENERATE_BITS, RSA_DEFAULT_BITS } from './keys/generate.js';
 export type { GenerateKeyOptions } from './keys/generate.js';
+export * from './krl/index.js';
