@@ -3,9 +3,10 @@
 // same option tables in text-authorized-keys-sshd.test.ts.
 import { after, before, describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { SSHD_PATH, hasTool, runOk, sshRun, startSshd, tempDir } from '@portcullis/harness';
+import { SSHD_PATH, hasTool, startSshd, tempDir } from '@portcullis/harness';
 import type { SshdHandle, TempDir } from '@portcullis/harness';
 import { nodeCrypto } from '../src/crypto/node.js';
 import { CertError } from '../src/errors.js';
@@ -268,7 +269,7 @@ test('authorized_keys: interpretAuthorizedKeyOptions refuses lists the parser wo
   }
 });
 
-test('authorized_keys: ssh-keygen -l reads the lines we write', { skip: !hasTool('ssh-keygen') && 'ssh-keygen missing' }, async () => {
+test('authorized_keys: ssh-keygen -l reads the lines we write', { skip: !hasTool('ssh-keygen') && 'ssh-keygen missing' }, () => {
   const dir = tempDir();
   try {
     const keys = [ED, EC, RSA];
@@ -279,7 +280,9 @@ test('authorized_keys: ssh-keygen -l reads the lines we write', { skip: !hasTool
     ];
     writeFileSync(dir.file('authorized_keys'), lines.join('\n') + '\n');
     // ssh-keygen -l -f authorized_keys: one fingerprint per key line, options skipped as sshd skips them.
-    const out = (await runOk('ssh-keygen', ['-l', '-f', dir.file('authorized_keys')])).stdout.trim().split('\n');
+    const r = spawnSync('ssh-keygen', ['-l', '-f', dir.file('authorized_keys')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const out = r.stdout.trim().split('\n');
     assert.equal(out.length, 3);
     out.forEach((o, i) => assert.equal(o.split(' ')[1], fingerprintSha256(nodeCrypto, keys[i]!)));
     assert.deepEqual(parseAuthorizedKeys(lines.join('\n')).map((l) => l.comment), ['plain', 'with options', '']);
@@ -333,6 +336,37 @@ test('property: random input never throws anything but CertError', () => {
   );
 });
 
+/**
+ * Exit code of the stock ssh client against 127.0.0.1 (255 when it could not authenticate or
+ * verify the host). Spawned with stdin ignored: the harness's run() writes to stdin and an
+ * early-exiting child then raises an uncaught EPIPE.
+ */
+function sshExit(port: number, identity: string, o: { certificate?: string; knownHosts?: string; options?: readonly string[] } = {}): Promise<number> {
+  const opt = (s: string) => ['-o', s];
+  const args = [
+    '-F', '/dev/null',
+    ...(o.options ?? []).flatMap(opt),
+    ...opt('IdentitiesOnly=yes'), ...opt('IdentityAgent=none'), ...opt(`IdentityFile=${identity}`),
+    ...(o.certificate ? opt(`CertificateFile=${o.certificate}`) : []),
+    ...opt('BatchMode=yes'),
+    ...opt(`StrictHostKeyChecking=${o.knownHosts ? 'yes' : 'no'}`),
+    ...opt(`UserKnownHostsFile=${o.knownHosts ?? '/dev/null'}`),
+    ...opt('GlobalKnownHostsFile=/dev/null'), ...opt('UpdateHostKeys=no'), ...opt('ConnectTimeout=10'),
+    '-p', String(port), 'root@127.0.0.1', '--', 'true',
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn('ssh', args, { stdio: ['ignore', 'ignore', 'ignore'], timeout: 20_000 });
+    child.once('error', reject);
+    child.once('close', (code) => resolve(code ?? 255));
+  });
+}
+
+/** ssh-keygen -q -t ed25519 -N '' -f <file>, synchronously (no stdin, see sshExit). */
+function keygen(file: string, comment = ''): void {
+  const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { stdio: 'ignore', timeout: 10_000 });
+  if (r.status !== 0) throw new Error(`ssh-keygen -f ${file} failed`);
+}
+
 describe('authorized_keys: the real sshd judges the same lines', { skip: !(existsSync(SSHD_PATH) && hasTool('ssh') && hasTool('ssh-keygen')) && 'needs sshd, ssh, ssh-keygen' }, () => {
   let dir: TempDir;
   let sshd: SshdHandle;
@@ -342,13 +376,11 @@ describe('authorized_keys: the real sshd judges the same lines', { skip: !(exist
    * One authorized_keys file, one ssh-keygen key per case: sshd only looks at the line holding
    * the key offered, so the cases run side by side against one file.
    */
-  async function userKeys(names: readonly string[]): Promise<string[]> {
-    return Promise.all(
-      names.map(async (name) => {
-        await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', dir.file(name)]);
-        return readFileSync(dir.file(`${name}.pub`), 'utf8').trim();
-      }),
-    );
+  function userKeys(names: readonly string[]): string[] {
+    return names.map((name) => {
+      keygen(dir.file(name), name);
+      return readFileSync(dir.file(`${name}.pub`), 'utf8').trim();
+    });
   }
 
   /** Whether sshd lets each key in (ssh exits 255 when it does not); a few at a time, under MaxStartups. */
@@ -357,8 +389,7 @@ describe('authorized_keys: the real sshd judges the same lines', { skip: !(exist
     let next = 0;
     const worker = async () => {
       for (let k = next++; k < names.length; k = next++) {
-        const r = await sshRun({ port: sshd.port, user: 'root', identity: dir.file(names[k]!), command: 'true', ...(certificate ? { certificate } : {}) });
-        out[k] = r.code !== 255;
+        out[k] = (await sshExit(sshd.port, dir.file(names[k]!), certificate ? { certificate } : {})) !== 255;
       }
     };
     await Promise.all(Array.from({ length: 6 }, worker));
@@ -388,7 +419,7 @@ describe('authorized_keys: the real sshd judges the same lines', { skip: !(exist
       ['cert-authority', false, 'plain key on a CA line'],
     ];
     const names = cases.map((_, i) => `id_case${i}`);
-    const keys = await userKeys(names);
+    const keys = userKeys(names);
     writeFileSync(ak(), cases.map(([opts], i) => (opts ? `${opts} ${keys[i]}` : keys[i])).join('\n') + '\n');
     const got = await logsIn(names);
     cases.forEach(([opts, want, why], i) => {
@@ -399,7 +430,7 @@ describe('authorized_keys: the real sshd judges the same lines', { skip: !(exist
 
   it('a cert-authority line we format admits certificates for its principals only', async () => {
     const ca = nodeCrypto.generate('ecdsa-sha2-nistp256');
-    const [userText] = await userKeys(['id_alice']);
+    const [userText] = userKeys(['id_alice']);
     const now = BigInt(Math.floor(Date.now() / 1000));
     const cert = signCertificate(
       { key: parseAuthorizedKeyLine(userText!).key, kind: 'user', serial: 9n, keyId: 'alice@portcullis', principals: ['alice'], validAfter: now - 60n, validBefore: now + 600n, extensions: [] },
