@@ -7,23 +7,29 @@ import type { EncryptedPrivateKey, ParsedKey, ServerHostKeyAlgorithm } from 'ssh
 import {
   CERT_SUFFIX,
   SshReader,
+  checkHostCertificate,
   fingerprintSha256,
+  formatPrivateKey,
   isCertError,
   isCertificateType,
   parseCertificate,
   parsePublicKey,
   publicKeysEqual,
   publicPart,
-} from '@portcullis/cert-core';
-import type { Certificate, CertErrorCode, CryptoBackend, PublicKey, SigningPrivateKey } from '@portcullis/cert-core';
-import { nodeCrypto } from '@portcullis/cert-core/node';
-import {
-  checkHostCertificate,
-  formatPrivateKey,
   trustedAuthorities,
   verifyUserauthSignature,
-} from './cert-core-unexported.js';
-import type { HostCertificateCheck, TrustedCAs, UserauthSignature } from './cert-core-unexported.js';
+} from '@portcullis/cert-core';
+import type {
+  Certificate,
+  CertErrorCode,
+  CryptoBackend,
+  HostCertificateCheck,
+  PublicKey,
+  SigningPrivateKey,
+  TrustedCAs,
+  UserauthSignature,
+} from '@portcullis/cert-core';
+import { nodeCrypto } from '@portcullis/cert-core/node';
 import { ProxyError } from './errors.js';
 
 const require = createRequire(import.meta.url);

@@ -14,8 +14,10 @@ import { SSHD_PATH, hasTool, sshRun, startSshd, tempDir } from '@portcullis/harn
 import type { SshdHandle, TempDir } from '@portcullis/harness';
 import {
   DEFAULT_USER_EXTENSIONS,
+  checkUserCertificate,
   flagOption,
   formatCertificate,
+  formatPrivateKey,
   isCertError,
   formatPublicKey,
   keySigner,
@@ -24,7 +26,6 @@ import {
 } from '@portcullis/cert-core';
 import type { Certificate, CertificateKind, PlainKeyType, SigningPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
-import { checkUserCertificate, formatPrivateKey } from '../src/cert-core-unexported.js';
 import {
   HOST_CERTIFICATE_ALGORITHMS,
   UPSTREAM_HOST_KEY_ALGORITHMS,
