@@ -20,3 +20,7 @@ export { decodePkcs8PrivateKey, decodePkcs1PrivateKey, decodeSec1PrivateKey } fr
 export { generateKey, checkKeyPair, isSigningPrivateKey, RSA_MIN_GENERATE_BITS, RSA_DEFAULT_BITS } from './keys/generate.js';
 export type { GenerateKeyOptions } from './keys/generate.js';
 export * from './krl/index.js';
+export * from './check/source-address.js';
+export * from './text/known-hosts.js';
+export { parseAuthorizedKeyLine, parseAuthorizedKeys, formatAuthorizedKeyLine, interpretAuthorizedKeyOptions } from './text/authorized-keys.js';
+export type { AuthorizedKeyLine, AuthorizedKeyLineInput, AuthorizedKeyOption, AuthorizedKeyOptions, AuthorizedKeyExpiry } from './text/authorized-keys.js';

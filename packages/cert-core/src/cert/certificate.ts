@@ -195,8 +195,7 @@ export function signCertificate(template: CertificateTemplate, signer: Signer, o
   writeOptions(w, extensions);
   w.string(new Uint8Array(0)).string(encodePublicKey(signer.publicKey));
   const signedLength = w.length;
-  const tbs = w.finish();
-  const signature = signer.sign(tbs, options.algorithm);
+  const signature = signer.sign(w.peek(), options.algorithm);
   w.string(encodeSignature(signature));
   return {
     certType,

@@ -66,17 +66,27 @@ export function readOptions(r: SshReader, field: string): CertOption[] {
   return out;
 }
 
-/** Bytewise (strcmp) order and uniqueness of names, as the wire requires from an encoder. */
+/**
+ * Bytewise (strcmp) order of option names. For ASCII names, which is all OpenSSH defines,
+ * UTF-16 code unit order is byte order, so only other names pay for an encoding.
+ */
+function compareNames(a: string, b: string): number {
+  if (/^[\x00-\x7f]*$/.test(a) && /^[\x00-\x7f]*$/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return compareBytes(utf8(a), utf8(b));
+}
+
+/** Bytewise order and uniqueness of names, as the wire requires from an encoder. */
 export function optionsCanonical(opts: readonly CertOption[]): boolean {
   for (let i = 1; i < opts.length; i++) {
-    if (compareBytes(utf8(opts[i - 1]!.name), utf8(opts[i]!.name)) >= 0) return false;
+    if (compareNames(opts[i - 1]!.name, opts[i]!.name) >= 0) return false;
   }
   return true;
 }
 
 /** Sorts bytewise and refuses duplicates. */
 export function canonicalOptions(opts: readonly CertOption[], what: string): CertOption[] {
-  const sorted = [...opts].sort((a, b) => compareBytes(utf8(a.name), utf8(b.name)));
+  if (optionsCanonical(opts)) return [...opts];
+  const sorted = [...opts].sort((a, b) => compareNames(a.name, b.name));
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i - 1]!.name === sorted[i]!.name) {
       throw new CertError('ERR_REFUSED', `cert-core: duplicate ${what} "${sorted[i]!.name}"`, {

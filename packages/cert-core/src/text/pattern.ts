@@ -30,18 +30,24 @@ export function matchPattern(s: string, pattern: string): boolean {
 /**
  * A comma-separated pattern list with `!` negation (match_pattern_list): 'negated' when a
  * negated pattern matches (that wins), 'match' when a plain one does, else 'none'.
- * `caseless` lowercases both sides, as OpenSSH does for host names.
+ * `caseless` lowercases ASCII letters of the pattern, as OpenSSH does for host names (whose
+ * subject it lowercases itself beforehand).
  */
 export function matchPatternList(s: string, list: string, caseless = false): 'match' | 'negated' | 'none' {
-  const subject = caseless ? s.toLowerCase() : s;
+  const subject = caseless ? asciiLower(s) : s;
   let got: 'match' | 'none' = 'none';
   for (const raw of list.split(',')) {
     const negated = raw.startsWith('!');
-    const p = caseless ? (negated ? raw.slice(1) : raw).toLowerCase() : negated ? raw.slice(1) : raw;
+    const body = negated ? raw.slice(1) : raw;
+    const p = caseless ? asciiLower(body) : body;
     if (matchPattern(subject, p)) {
       if (negated) return 'negated';
       got = 'match';
     }
   }
   return got;
+}
+
+function asciiLower(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 }

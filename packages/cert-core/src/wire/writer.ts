@@ -72,11 +72,21 @@ export class SshWriter {
     return this.string(names.join(','));
   }
 
-  /** Writes a string whose content is produced by `fill` (nested structures). */
+  /**
+   * Writes a string whose content is produced by `fill` (nested structures), in place: the
+   * length is patched in afterwards, so nesting allocates nothing.
+   */
   nested(fill: (w: SshWriter) => void): this {
-    const inner = new SshWriter();
-    fill(inner);
-    return this.string(inner.finish());
+    this.uint32(0);
+    const start = this.pos;
+    fill(this);
+    this.view.setUint32(start - 4, this.pos - start);
+    return this;
+  }
+
+  /** The bytes written so far, without copying: valid until the next write. */
+  peek(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
   }
 
   /** The bytes written so far (a copy trimmed to length). */
