@@ -120,28 +120,27 @@ async function main(): Promise<void> {
 
       const cert = sign();
       const text = formatCertificate(cert);
+      const oursParse = await medianOf(ROUNDS, () => rate(() => void parseCertificate(cert.raw)));
+      // sshpk parses OpenSSH certificates but never verifies their signatures (its
+      // isSignedByKey only compares the issuer key), so it is an anchor for parsing alone.
+      const sshpkParse = await medianOf(ROUNDS, () => rate(() => void sshpk.parseCertificate(text, 'openssh')));
+      rows.push({
+        what: `parse certificate, ${ca.label} CA`,
+        ours: oursParse,
+        unit: '/s',
+        higherIsBetter: true,
+        anchors: [{ name: 'sshpk', value: sshpkParse }],
+      });
       const parseVerify = () => {
         const c = parseCertificate(cert.raw);
         if (!verifyCertificateSignature(nodeCrypto, c)) throw new Error('verify failed');
       };
-      const oursVerify = await medianOf(ROUNDS, () => rate(parseVerify));
-      const caPub = sshpk.parseKey(formatPublicKey(signer.publicKey), 'ssh');
-      const sshpkVerify = () => {
-        const c = sshpk.parseCertificate(text, 'openssh');
-        if (!c.isSignedByKey(caPub)) throw new Error('sshpk verify failed');
-      };
-      let sshpkVerifyRate: number | undefined;
-      try {
-        sshpkVerifyRate = await medianOf(ROUNDS, () => rate(sshpkVerify));
-      } catch {
-        sshpkVerifyRate = undefined; // sshpk cannot verify this CA type (it signs RSA with SHA-1 only)
-      }
       rows.push({
-        what: `parse + verify certificate, ${ca.label} CA`,
-        ours: oursVerify,
+        what: `parse + verify certificate, ${ca.label} CA (sshpk cannot verify)`,
+        ours: await medianOf(ROUNDS, () => rate(parseVerify)),
         unit: '/s',
         higherIsBetter: true,
-        anchors: [{ name: 'sshpk', value: sshpkVerifyRate }],
+        anchors: [],
       });
       writeFileSync(dir.file('last-cert.pub'), text);
     }
