@@ -1,0 +1,4 @@
+export * from './locks.js';
+export * from './notices.js';
+export * from './revocations.js';
+export * from './krl.js';
