@@ -14,7 +14,7 @@ import { createLoginSession } from '../src/sessions/login-session.js';
 import type { LoginSession } from '../src/sessions/login-session.js';
 import { CaKeystore } from '../src/ca/keystore.js';
 import { issueUserCertificate } from '../src/ca/issuer.js';
-import type { IssuedCertificate } from '../src/ca/issuer.js';
+import type { IssuedCertificate } from '../src/ca/signing.js';
 import { SERIAL_CLOCK_SHIFT, lastSerial } from '../src/ca/serials.js';
 import { createLock, removeLock } from '../src/revocation/locks.js';
 import { revoke } from '../src/revocation/revocations.js';
