@@ -114,7 +114,8 @@ export async function reportRefused(
     requestId: ctx.requestId,
     user: ctx.user,
     host: ctx.host,
-    code: authError?.code ?? 'internal',
+    // Not `code`: the audit layer redacts fields named like secrets (auth code, device code).
+    errorCode: authError?.code ?? 'internal',
     reason: authError === undefined ? 'internal' : refusalReason(authError),
     message: authError?.message ?? 'internal error',
   });
