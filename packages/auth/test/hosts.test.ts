@@ -33,7 +33,7 @@ describe('host enrollment', { skip }, () => {
 
   before(async () => {
     fx = await caFixture();
-    deps = { ...fx.deps(), keystore: fx.keystore, krlUrl: 'https://auth.example.com:3025/v1/krl' };
+    deps = { ...fx.deps(), metrics: fx.metrics, keystore: fx.keystore, krlUrl: 'https://auth.example.com:3025/v1/krl' };
     hostEd = await sshKeygen(fx.dir, 'ssh_host_ed25519_key');
     hostEcdsa = await sshKeygen(fx.dir, 'ssh_host_ecdsa_key', 'ecdsa');
     await fx.putRole(`
