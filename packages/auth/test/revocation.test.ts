@@ -134,7 +134,7 @@ describe('revocation and locks', { skip }, () => {
     assert.equal(await loginCode(b2.path, bobKey.path), 255);
     assert.equal(await loginCode(a.path), 0);
     await new Promise((res) => setTimeout(res, 50));
-    const n = notices.findLast((x) => x.kind === 'revocation');
+    const n = [...notices].reverse().find((x) => x.kind === 'revocation');
     assert.ok(n && n.kind === 'revocation');
     assert.deepEqual([...n.serials].sort(), r.added.map((e) => (e.kind === 'serial' ? e.serial : '')).sort());
     assert.equal(n.krlVersion, r.krl.version);
