@@ -205,9 +205,12 @@ test('a passphrase encrypts the key files; without it they do not open', { skip 
 test('rotation: stage a standby key (trusted, not signing), activate it, retire the old one', { skip }, async () => {
   const dir = tempDir('portcullis-ca-');
   try {
-    const ks = CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto });
+    const changes: string[] = [];
+    const ks = CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto, onChange: (c) => changes.push(`${c.event} ${c.action} ${c.kind}`) });
+    assert.deepEqual(changes, ['ca.created created user', 'ca.created created host']);
     const old = ks.active('user');
     const next = ks.stage('user');
+    assert.deepEqual(changes.slice(2), ['ca.created staged user', 'ca.trust_changed staged user']);
     assert.equal(next.status, 'standby');
     assert.equal(ks.trustedUserCaKeys().trim().split('\n').length, 2);
     assert.ok(ks.trustedUserCaKeys().startsWith('ssh-ed25519 '));

@@ -45,7 +45,9 @@ describe('revocation and locks', { skip }, () => {
     fx.addUser('alice', ['admin']);
     fx.addUser('bob', ['admin']);
     identity = await sshKeygen(fx.dir, 'id_alice');
-    deps = { redis: fx.redis, crypto: nodeCrypto, trust: fx.trust, onKrl: (k) => fx.metrics.setRevokedCertificates(k.entries) };
+    const audit = fx.deps().audit;
+    assert.ok(audit);
+    deps = { redis: fx.redis, crypto: nodeCrypto, trust: fx.trust, onKrl: (k) => fx.metrics.setRevokedCertificates(k.entries), audit };
     const krl = await currentKrl(fx.redis, fx.trust(), Date.now());
     sshd = await startSshd({ dir: fx.dir.path, trustedUserCAKeys: fx.keystore.trustedUserCaKeys(), revokedKeys: krl.bytes });
     session = (await createLoginSession(fx.redis, { user: 'alice', method: 'password', mfaVerified: false, ttlSeconds: 3600 }, Date.now())).session;
@@ -138,6 +140,13 @@ describe('revocation and locks', { skip }, () => {
     assert.ok(n && n.kind === 'revocation');
     assert.deepEqual([...n.serials].sort(), r.added.map((e) => (e.kind === 'serial' ? e.serial : '')).sort());
     assert.equal(n.krlVersion, r.krl.version);
+    const event = [...fx.events].reverse().find((e) => e.name === 'cert.revoked');
+    assert.ok(event);
+    assert.equal(event.code, 'PC2002I');
+    assert.equal(event.fields['by'], 'user');
+    assert.equal(event.fields['user'], 'bob');
+    assert.equal(event.fields['reason'], 'offboarding');
+    assert.ok(fx.events.some((e) => e.name === 'krl.updated' && e.fields['version'] === r.krl.version));
   });
 
   it('revoke by key id and by key', async () => {

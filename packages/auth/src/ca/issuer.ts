@@ -106,8 +106,7 @@ export async function issueUserCertificate(
     async () => {
       if (session.expiresAt <= now) throw refusal('ERR_EXPIRED', 'session', 'the login session has expired; log in again');
       const key = subjectKey(publicKey);
-      const access = await resolveAccess(deps, session.user, now);
-      await refuseIfKeyRevoked(deps, key);
+      const [access] = await Promise.all([resolveAccess(deps, session.user, now), refuseIfKeyRevoked(deps, key)]);
       const draft = decided(
         decideUserCertificate({
           user: session.user,

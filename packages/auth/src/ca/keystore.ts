@@ -2,6 +2,8 @@ import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openS
 import { join } from 'node:path';
 import {
   fingerprintSha256,
+  formatAuthorizedKeyLine,
+  formatCertAuthorityLine,
   formatPrivateKey,
   formatPublicKey,
   generateKey,
@@ -91,6 +93,17 @@ export interface OpenCaKeystoreOptions {
   readonly now?: () => number;
   /** Operational messages (kind, id, fingerprint, path); never key material. */
   readonly log?: (message: string) => void;
+  /** Told when a key is made or the trusted set changes (for the audit events ca.created and ca.trust_changed). */
+  readonly onChange?: (change: CaKeyChange) => void;
+}
+
+/** A change to the key store, as the audit log wants it. */
+export interface CaKeyChange {
+  readonly event: 'ca.created' | 'ca.trust_changed';
+  readonly action: 'created' | 'staged' | 'imported' | 'activated' | 'retired';
+  readonly kind: CaKind;
+  readonly id: string;
+  readonly fingerprint: string;
 }
 
 const KEY_FILE_MODE = 0o600;
@@ -125,14 +138,6 @@ function checkCaKey(key: PublicKey, where: string): void {
   if (key.type === 'ssh-rsa' && rsaBits(key.n) < RSA_CA_MIN_BITS) {
     throw configError(`${where} is a ${rsaBits(key.n)}-bit RSA key; a CA needs at least ${RSA_CA_MIN_BITS} bits`);
   }
-}
-
-// TODO(cert-core): use formatCertAuthorityLine once cert-core's index exports text/known-hosts.
-function formatCertAuthorityLine(patterns: readonly string[], key: PublicKey, comment: string): string {
-  if (patterns.length === 0 || patterns.some((p) => p === '' || /[\s,]/.test(p) || /^[@#|]/.test(p))) {
-    throw new AuthError('ERR_BAD_REQUEST', `ca: host patterns ${JSON.stringify(patterns)} must be non-empty, without blanks or commas`);
-  }
-  return `@cert-authority ${patterns.join(',')} ${formatPublicKey(key, comment)}`;
 }
 
 function keyId(crypto: CryptoBackend, key: PublicKey): string {
@@ -199,6 +204,7 @@ export class CaKeystore {
   readonly #passphrase: string | undefined;
   readonly #now: () => number;
   readonly #log: (message: string) => void;
+  readonly #onChange: (change: CaKeyChange) => void;
   #entries: IndexEntry[] = [];
   readonly #signers = new Map<string, Signer>();
 
@@ -208,6 +214,15 @@ export class CaKeystore {
     this.#passphrase = options.passphrase;
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? (() => {});
+    this.#onChange = options.onChange ?? (() => {});
+  }
+
+  #changed(action: CaKeyChange['action'], e: IndexEntry, fingerprint: string): void {
+    const event = action === 'created' || action === 'staged' || action === 'imported' ? 'ca.created' : 'ca.trust_changed';
+    this.#log(`ca: ${action} ${e.kind} CA ${e.id} (${fingerprint})${action === 'staged' || action === 'imported' ? ' as standby' : ''}`);
+    this.#onChange({ event, action, kind: e.kind, id: e.id, fingerprint });
+    // A new trusted key changes the trusted set as well.
+    if (action === 'staged' || action === 'imported') this.#onChange({ event: 'ca.trust_changed', action, kind: e.kind, id: e.id, fingerprint });
   }
 
   /**
@@ -344,7 +359,7 @@ export class CaKeystore {
     const entries = [...this.#entries, ...created];
     if (this.#writeIndex(entries, !existsSync(this.#indexPath))) {
       this.#entries = entries;
-      for (const e of created) this.#log(`ca: created ${e.kind} CA ${e.id} (${this.#info(e).fingerprint}) in ${this.dir}`);
+      for (const e of created) this.#changed('created', e, this.#info(e).fingerprint);
       return;
     }
     for (const e of created) this.#discard(e);
@@ -401,7 +416,7 @@ export class CaKeystore {
    * so a staged rotation reaches hosts before the new key signs anything.
    */
   trustedUserCaKeys(): string {
-    return this.keys('user').map((k) => formatPublicKey(k.publicKey, `portcullis-user-ca-${k.id}`) + '\n').join('');
+    return this.keys('user').map((k) => formatAuthorizedKeyLine({ key: k.publicKey, comment: `portcullis-user-ca-${k.id}` }) + '\n').join('');
   }
 
   /** `@cert-authority <patterns> <key>` lines for every trusted host CA key, for known_hosts. */
@@ -435,7 +450,7 @@ export class CaKeystore {
     return this.#commit(this.#newKeyFiles(kind, key), 'imported');
   }
 
-  #commit(entry: IndexEntry, verb: string): CaKeyInfo {
+  #commit(entry: IndexEntry, verb: 'staged' | 'imported'): CaKeyInfo {
     try {
       this.#writeIndex([...this.#entries, entry], false);
     } catch (e) {
@@ -444,7 +459,7 @@ export class CaKeystore {
     }
     this.#entries.push(entry);
     const info = this.#info(entry);
-    this.#log(`ca: ${verb} ${entry.kind} CA ${entry.id} (${info.fingerprint}) as standby`);
+    this.#changed(verb, entry, info.fingerprint);
     return info;
   }
 
@@ -457,8 +472,9 @@ export class CaKeystore {
     );
     this.#writeIndex(entries, false);
     this.#entries = entries;
-    this.#log(`ca: ${target.kind} CA ${id} is now active`);
-    return this.#info(entries.find((e) => e.id === id)!);
+    const info = this.#info(entries.find((e) => e.id === id)!);
+    this.#changed('activated', target, info.fingerprint);
+    return info;
   }
 
   /** Stops trusting a standby key (the last step of a rotation). Its files stay for the record. */
@@ -466,11 +482,12 @@ export class CaKeystore {
     const target = this.#entries.find((e) => e.id === id);
     if (target === undefined) throw new AuthError('ERR_NOT_FOUND', `ca: no CA key ${JSON.stringify(id)}`);
     if (target.status === 'active') throw new AuthError('ERR_CONFLICT', `ca: ${target.kind} CA ${id} is active; activate another key first`);
+    const fingerprint = this.#info(target).fingerprint;
     const entries = this.#entries.filter((e) => e.id !== id);
     this.#writeIndex(entries, false);
     this.#entries = entries;
     this.#signers.delete(id);
-    this.#log(`ca: ${target.kind} CA ${id} is no longer trusted`);
+    this.#changed('retired', target, fingerprint);
   }
 
   /** The private key file of a CA key, for operators (ssh-keygen -y -f PATH). */

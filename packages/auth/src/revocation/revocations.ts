@@ -8,6 +8,9 @@ import { getHost } from '../hosts/inventory.js';
 import { rebuildKrl } from './krl.js';
 import type { CaTrust, KrlInfo } from './krl.js';
 import { publishNotice } from './notices.js';
+import type { AuditLog } from '../audit/log.js';
+import type { AuditActor } from '../audit/event.js';
+import { SYSTEM_ACTOR } from '../audit/event.js';
 
 /**
  * One revocation as stored in `pc:{ca}:revoked` (id -> JSON). The id is derived from what is
@@ -55,6 +58,8 @@ export interface RevocationDeps {
   readonly trust: () => CaTrust;
   /** The revoked-entries gauge (metrics.setRevokedCertificates). */
   readonly onKrl?: (krl: KrlInfo) => void;
+  /** Gets cert.revoked and krl.updated events. */
+  readonly audit?: Pick<AuditLog, 'emit'>;
 }
 
 export interface RevocationResult {
@@ -189,13 +194,22 @@ export async function revoke(deps: RevocationDeps, req: RevocationRequest, nowMs
   const krl = await rebuildKrl(deps.redis, deps.trust(), nowMs);
   deps.onKrl?.(krl);
   if (added.length > 0) {
-    await publishNotice(deps.redis, {
-      kind: 'revocation',
+    const serials = added.flatMap((e) => (e.kind === 'serial' ? [e.serial] : []));
+    const keyIds = added.flatMap((e) => (e.kind === 'keyId' ? [e.keyId] : []));
+    const keys = added.flatMap((e) => (e.kind === 'key' ? [e.fingerprint] : []));
+    await publishNotice(deps.redis, { kind: 'revocation', krlVersion: krl.version, serials, keyIds, keys });
+    const actor: AuditActor = req.revokedBy === undefined ? SYSTEM_ACTOR : { kind: 'user', name: req.revokedBy };
+    await deps.audit?.emit('cert.revoked', actor, {
+      by: req.target.by,
+      user: req.target.by === 'user' ? req.target.user : undefined,
+      host: req.target.by === 'host' ? req.target.host : undefined,
+      serials,
+      keyIds,
+      fingerprints: keys,
+      reason: req.reason,
       krlVersion: krl.version,
-      serials: added.flatMap((e) => (e.kind === 'serial' ? [e.serial] : [])),
-      keyIds: added.flatMap((e) => (e.kind === 'keyId' ? [e.keyId] : [])),
-      keys: added.flatMap((e) => (e.kind === 'key' ? [e.fingerprint] : [])),
     });
+    await auditKrl(deps, krl);
   }
   return { added, existing: entries.length - added.length, krl };
 }
@@ -203,8 +217,16 @@ export async function revoke(deps: RevocationDeps, req: RevocationRequest, nowMs
 /** Takes back a revocation (a mistake); false when there was none with that id. */
 export async function unrevoke(deps: RevocationDeps, id: string, nowMs: number): Promise<boolean> {
   const removed = (await deps.redis.hdel(caRevokedKey(), id)) > 0;
-  if (removed) deps.onKrl?.(await rebuildKrl(deps.redis, deps.trust(), nowMs));
+  if (removed) {
+    const krl = await rebuildKrl(deps.redis, deps.trust(), nowMs);
+    deps.onKrl?.(krl);
+    await auditKrl(deps, krl);
+  }
   return removed;
+}
+
+async function auditKrl(deps: RevocationDeps, krl: KrlInfo): Promise<void> {
+  await deps.audit?.emit('krl.updated', SYSTEM_ACTOR, { version: krl.version, entries: krl.entries, sha256: krl.sha256 });
 }
 
 /** Whether a public key was revoked outright (issuance refuses to certify it again). */
