@@ -286,7 +286,7 @@ export class CaKeystore {
       // cert-core's messages name fields and sizes, never key bytes.
       throw configError(`cannot read ${entry.kind} CA key ${path}: ${(e as Error).message}`);
     }
-    const signer = keySigner(this.#crypto, key);
+    const signer = Object.freeze(keySigner(this.#crypto, key));
     let listed: PublicKey;
     try {
       listed = parsePublicKeyText(entry.publicKey, `${this.#indexPath} ${entry.id}`).key;
@@ -326,7 +326,8 @@ export class CaKeystore {
   }
 
   #newKeyFiles(kind: CaKind, key: SigningPrivateKey): IndexEntry {
-    const signer = keySigner(this.#crypto, key);
+    // Frozen: whoever holds a signer cannot swap its sign function for everyone else.
+    const signer = Object.freeze(keySigner(this.#crypto, key));
     const id = keyId(this.#crypto, signer.publicKey);
     const comment = `portcullis-${kind}-ca-${id}`;
     const path = this.#keyPath(kind, id);
