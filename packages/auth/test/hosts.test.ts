@@ -15,7 +15,7 @@ import { issueJumpHostCertificate, issueUpstreamCertificate, issueUserCertificat
 import { createJoinToken, deleteJoinToken, peekJoinToken } from '../src/hosts/join-tokens.js';
 import { authenticateProxy, createRenewalChallenge, enrollHost, renewHost, RENEWAL_NAMESPACE } from '../src/hosts/enrollment.js';
 import type { EnrollmentDeps, EnrollmentResult } from '../src/hosts/enrollment.js';
-import { findHost, getHost, listHosts, removeHost } from '../src/hosts/inventory.js';
+import { currentCertificate, findHost, getHost, listHosts, removeHost } from '../src/hosts/inventory.js';
 import { createLock, removeLock } from '../src/revocation/locks.js';
 import { caFixture, snapshot, sshKeygen } from './ca-fixture.js';
 import type { CaFixture } from './ca-fixture.js';
@@ -209,6 +209,8 @@ spec:
     assert.deepEqual(parseCertificateText(renewed.certificates[0]!.certificate).cert.principals, ['web01.example.com', '127.0.0.1', 'localhost']);
     const host = await getHost(fx.redis, 'web01.example.com');
     assert.equal(host?.certificates.length, 4);
+    assert.equal(currentCertificate(host!, Date.now())?.validAfter, renewed.certificates[0]!.validAfter);
+    assert.equal(currentCertificate(host!, Date.now() + 365 * 86400_000), undefined);
     assert.ok(host?.renewedAt !== undefined);
     // The challenge is single use.
     await assert.rejects(renewHost(deps, { hostname: 'web01.example.com', signature }), (e) => isAuthError(e, 'ERR_UNAUTHENTICATED') && /no renewal challenge/.test(e.message));

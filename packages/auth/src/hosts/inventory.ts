@@ -233,3 +233,13 @@ export async function removeHost(redis: RedisClient, name: string): Promise<Host
 export function liveCertificates(current: readonly HostCertificateRecord[], added: readonly HostCertificateRecord[], nowMs: number): HostCertificateRecord[] {
   return [...current.filter((c) => c.expiresAt > nowMs), ...added];
 }
+
+/**
+ * The newest certificate of a host still valid at `nowMs` (for the host certificate expiry
+ * gauge, which the service fills from listHosts at start), or undefined when all have lapsed.
+ */
+export function currentCertificate(host: Pick<HostRecord, 'certificates'>, nowMs: number): HostCertificateRecord | undefined {
+  let best: HostCertificateRecord | undefined;
+  for (const c of host.certificates) if (c.expiresAt > nowMs && (best === undefined || c.validAfter > best.validAfter)) best = c;
+  return best;
+}
