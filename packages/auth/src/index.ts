@@ -9,3 +9,7 @@ export * from './audit/sinks.js';
 export * from './audit/log.js';
 export * from './audit/query.js';
 export * from './metrics.js';
+export * from './ca/index.js';
+export * from './sessions/index.js';
+export * from './hosts/index.js';
+export * from './revocation/index.js';
