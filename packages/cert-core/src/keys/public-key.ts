@@ -26,8 +26,15 @@ export const RSA_MIN_BITS = 1024;
 export const RSA_MAX_BITS = 16384;
 
 export function rsaBits(n: bigint): number {
-  return n.toString(2).length;
+  if (n <= 0n) return 0;
+  const hex = n.toString(16);
+  return (hex.length - 1) * 4 + parseInt(hex[0]!, 16).toString(2).length;
 }
+
+// Points already validated: CA keys recur on every certificate, and validation is the
+// costliest part of parsing an ECDSA key. Bounded; only valid points are remembered.
+const validPoints = new Set<string>();
+const VALID_POINTS_MAX = 1024;
 
 /** Validates an uncompressed point on `curve` (OpenSSH sshkey_ec_validate_public). */
 function checkPoint(curve: EcdsaCurve, point: Uint8Array, where: string): void {
@@ -35,11 +42,15 @@ function checkPoint(curve: EcdsaCurve, point: Uint8Array, where: string): void {
   if (point.length !== 1 + 2 * size || point[0] !== 4) {
     malformed(where, `expected an uncompressed ${curve} point of ${1 + 2 * size} bytes, got ${point.length}`);
   }
+  const id = curve + toBase64(point);
+  if (validPoints.has(id)) return;
   try {
     NOBLE_CURVES[curve].Point.fromBytes(point).assertValidity();
   } catch {
     malformed(where, `point is not on curve ${curve}`);
   }
+  if (validPoints.size >= VALID_POINTS_MAX) validPoints.delete(validPoints.values().next().value!);
+  validPoints.add(id);
 }
 
 /**

@@ -121,7 +121,15 @@ export class SshReader {
 
 /** Big-endian unsigned bytes to bigint. */
 export function bigintFromBytes(b: Uint8Array): bigint {
-  let v = 0n;
-  for (const x of b) v = (v << 8n) | BigInt(x);
-  return v;
+  if (b.length <= 6) {
+    let v = 0;
+    for (const x of b) v = v * 256 + x;
+    return BigInt(v);
+  }
+  // One BigInt parse of a hex string is linear; shifting in byte by byte is quadratic.
+  let hex = '0x';
+  for (const x of b) hex += HEX[x]!;
+  return BigInt(hex);
 }
+
+const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
