@@ -8,6 +8,8 @@ import { SSHD_PATH, hasTool, runOk, sshRun, startSshd, tempDir } from '@portcull
 import type { RunResult, SshdHandle, TempDir } from '@portcullis/harness';
 import { nodeCrypto } from '../src/crypto/node.js';
 import {
+  KrlBuilder,
+  encodeKrl,
   DEFAULT_USER_EXTENSIONS,
   SshWriter,
   certTypeFor,
@@ -43,12 +45,10 @@ const REVOKED_SERIAL = 666n;
  * The KRL sshd reads, revoking `serials` of certificates signed by `ca`. Made by ssh-keygen -k
  * for now; this is the one place to switch to cert-core's own KRL encoder.
  */
-async function krlRevokingSerials(dir: TempDir, ca: PublicKey, serials: readonly bigint[]): Promise<Uint8Array> {
-  writeFileSync(dir.file('krl-ca.pub'), formatPublicKey(ca) + '\n');
-  writeFileSync(dir.file('krl.spec'), serials.map((s) => `serial: ${s}\n`).join(''));
-  // ssh-keygen -k -f out -s ca.pub spec
-  await runOk('ssh-keygen', ['-k', '-f', dir.file('krl.out'), '-s', dir.file('krl-ca.pub'), dir.file('krl.spec')]);
-  return readFileSync(dir.file('krl.out'));
+/** Our own KRL encoder (default safe layout): sshd is the judge of it here. */
+async function krlRevokingSerials(_dir: TempDir, ca: PublicKey, serials: readonly bigint[]): Promise<Uint8Array> {
+  const krl = new KrlBuilder().revokeSerials(ca, serials).build();
+  return encodeKrl(krl, { generatedDate: BigInt(Math.floor(Date.now() / 1000)), comment: 'sshd interop' });
 }
 
 /**
