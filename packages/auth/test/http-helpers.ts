@@ -127,7 +127,7 @@ export function totpFor(secret: string, offsetMs = 0): string {
 }
 
 /** Sets the bootstrap admin's password through the invite and logs in; returns the session token. */
-export async function adminSession(auth: TestAuth, password = 'correct horse battery staple'): Promise<string> {
+export async function adminSession(auth: Pick<TestAuth, 'info' | 'api'>, password = 'correct horse battery staple'): Promise<string> {
   const invite = auth.info.bootstrapInvite;
   assert.ok(invite, 'the first start made an admin invite');
   expectOk(await auth.api('POST', '/v1/invites/accept', { json: { token: invite.token, password } }));
