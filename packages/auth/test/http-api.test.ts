@@ -20,6 +20,8 @@ const DEV_ROLE = {
   name: 'dev',
   spec: { allow: { logins: ['ubuntu', '{{user.name}}'], host_labels: { '*': '*' } }, options: { max_cert_ttl: '10m' } },
 };
+// Adds nothing but the demand for a fresh second factor on every certificate.
+const STRICT_ROLE = { kind: 'role', name: 'strict', spec: { options: { require_session_mfa: true } } };
 const ADMIN_PASSWORD = 'correct horse battery staple';
 const alice = { sub: 'sub-alice', username: 'alice', password: 'alice-password-1', groups: ['eng'] };
 
@@ -60,7 +62,7 @@ describe('auth HTTP API', () => {
       stateDir: dir.file('state'),
       redisUrl: redisServer.url,
       config: {
-        roles: [DEV_ROLE],
+        roles: [DEV_ROLE, STRICT_ROLE],
         rate_limits: { login: { per_user: 4, per_address: 1000 }, totp: { per_user: 1000, per_address: 1000 } },
         oidc: {
           issuer: provider.issuer,
@@ -229,6 +231,14 @@ describe('auth HTTP API', () => {
     await refused(() => auth.api('POST', '/v1/login/password', { json: { username: 'carol', password: 'carols password!', totp: code } }), 401, 'ERR_MFA_INVALID', {
       message: /already used/,
     });
+
+    // A role that wants a second factor per certificate: the login's code does not count.
+    expectOk(await auth.api('PATCH', '/v1/admin/users/carol', { token: admin, json: { roles: ['dev', 'strict'] } }));
+    const mint = (totp?: string) => auth.api('POST', '/v1/certs/user', { token: done.token, json: { public_key: keys.ed25519, ...(totp === undefined ? {} : { totp }) } });
+    await refused(() => mint(), 401, 'ERR_MFA_REQUIRED', { message: /requires a second factor for every certificate/, event: 'cert.refused' });
+    auth.clock.offset += 30_000;
+    const cert = expectOk(await mint(totpFor(enroll.secret, auth.clock.offset)));
+    assert.ok(cert['certificate']);
   });
 
   test('login attempts over the limit get 429 with Retry-After, audited', async () => {
@@ -254,7 +264,7 @@ describe('auth HTTP API', () => {
     assert.equal(got.origin, 'api');
     assert.match(got.yaml, /max_cert_ttl: 2m/);
     const list = expectOk(await auth.api<{ roles: { name: string; origin: string }[] }>('GET', '/v1/admin/roles', { token: admin }));
-    assert.deepEqual(list.roles.map((r) => [r.name, r.origin]), [['admin', 'builtin'], ['dev', 'config'], ['ops', 'api']]);
+    assert.deepEqual(list.roles.map((r) => [r.name, r.origin]), [['admin', 'builtin'], ['dev', 'config'], ['ops', 'api'], ['strict', 'config']]);
     await refused(() => auth.api('PUT', '/v1/admin/roles/dev', { token: admin, json: { yaml: 'kind: role\nname: dev\nspec: {}\n' } }), 409, 'ERR_CONFLICT', { message: /config file/ });
     await refused(() => auth.api('PUT', '/v1/admin/roles/ops', { token: admin, json: { yaml: 'kind: role\nname: ops\nspec: {allow: {logins: ["a b"]}}\n' } }), 400, 'ERR_BAD_REQUEST', {
       message: /spec\.allow\.logins\[0\]/,

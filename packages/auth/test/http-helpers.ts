@@ -121,7 +121,7 @@ export function expectOk<T>(res: ApiResponse<T>, status = 200): T {
   return res.body;
 }
 
-/** A code for the secret at the service's time, in the time step after `afterStep` if given. */
+/** The code an authenticator app shows for the secret at the service's time (real time + offset). */
 export function totpFor(secret: string, offsetMs = 0): string {
   return totpCode(secret, Date.now() + offsetMs);
 }

@@ -44,7 +44,6 @@ export interface ApiError {
 interface FastifyLikeError {
   readonly code?: unknown;
   readonly statusCode?: unknown;
-  readonly message?: unknown;
 }
 
 /**
