@@ -13,3 +13,6 @@ export * from './ca/index.js';
 export * from './sessions/index.js';
 export * from './hosts/index.js';
 export * from './revocation/index.js';
+export * from './config/load.js';
+export * from './service.js';
+export * from './http/client.js';
