@@ -24,8 +24,10 @@ export class TerminalScreen {
   private readonly term: InstanceType<typeof Terminal>;
   private readonly serializer = new SerializeAddon();
 
-  constructor(cols: number, rows: number, opts: { scrollback?: number } = {}) {
+  /** convertEol: treat LF as CRLF, for output that never went through a pty's line discipline. */
+  constructor(cols: number, rows: number, opts: { scrollback?: number; convertEol?: boolean } = {}) {
     this.term = new Terminal({
+      convertEol: opts.convertEol ?? false,
       cols: Math.max(1, cols),
       rows: Math.max(1, rows),
       scrollback: opts.scrollback ?? 0,
@@ -46,44 +48,65 @@ export class TerminalScreen {
     this.term.write(data);
   }
 
+  /**
+   * Resizes after everything written so far is parsed: xterm parses writes asynchronously but
+   * resizes at once, so a plain resize() would apply to output that preceded it.
+   */
   resize(cols: number, rows: number): void {
-    this.term.resize(Math.max(1, cols), Math.max(1, rows));
+    this.term.write('', () => this.term.resize(Math.max(1, cols), Math.max(1, rows)));
   }
 
-  /** Resolves once everything written so far has been parsed (xterm parses asynchronously). */
+  /**
+   * Runs `read` right after everything written so far is parsed and before anything written
+   * later: inside the write callback, because by the time a promise continuation runs xterm may
+   * have parsed more.
+   */
+  private at<T>(read: () => T): Promise<T> {
+    return new Promise((resolve, reject) =>
+      this.term.write('', () => {
+        try {
+          resolve(read());
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      }),
+    );
+  }
+
   settled(): Promise<void> {
-    return new Promise((resolve) => this.term.write('', resolve));
+    return this.at(() => undefined);
   }
 
-  /** Escape sequences that redraw the current screen, cursor and modes in a fresh terminal. */
-  async serialize(): Promise<string> {
-    await this.settled();
-    return this.serializer.serialize({ scrollback: 0 });
+  /** Escape sequences that redraw the screen, cursor and modes in a fresh terminal of the same size. */
+  snapshot(): Promise<{ screen: string; cols: number; rows: number }> {
+    return this.at(() => ({ screen: this.serializer.serialize({ scrollback: 0 }), cols: this.term.cols, rows: this.term.rows }));
   }
 
-  async text(): Promise<ScreenText> {
-    await this.settled();
-    const buf = this.term.buffer.active;
-    const lines: string[] = [];
-    for (let y = 0; y < this.term.rows; y++) lines.push(buf.getLine(buf.baseY + y)?.translateToString(true) ?? '');
-    return {
-      cols: this.term.cols,
-      rows: this.term.rows,
-      lines,
-      cursorX: buf.cursorX,
-      cursorY: buf.cursorY,
-      altScreen: buf.type === 'alternate',
-    };
+  text(): Promise<ScreenText> {
+    return this.at(() => {
+      const buf = this.term.buffer.active;
+      const lines: string[] = [];
+      for (let y = 0; y < this.term.rows; y++) lines.push(buf.getLine(buf.baseY + y)?.translateToString(true) ?? '');
+      return {
+        cols: this.term.cols,
+        rows: this.term.rows,
+        lines,
+        cursorX: buf.cursorX,
+        cursorY: buf.cursorY,
+        altScreen: buf.type === 'alternate',
+      };
+    });
   }
 
   /** Every line of the normal buffer including scrollback, right-trimmed (for transcripts). */
-  async allLines(): Promise<string[]> {
-    await this.settled();
-    const buf = this.term.buffer.normal;
-    const lines: string[] = [];
-    for (let y = 0; y < buf.length; y++) lines.push(buf.getLine(y)?.translateToString(true) ?? '');
-    while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-    return lines;
+  allLines(): Promise<string[]> {
+    return this.at(() => {
+      const buf = this.term.buffer.normal;
+      const lines: string[] = [];
+      for (let y = 0; y < buf.length; y++) lines.push(buf.getLine(y)?.translateToString(true) ?? '');
+      while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+      return lines;
+    });
   }
 
   dispose(): void {

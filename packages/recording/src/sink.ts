@@ -1,0 +1,301 @@
+import { RecordingError } from './errors.js';
+import type { RecordingMetrics, RecordingTrouble, RecordingTroubleKind } from './health.js';
+import type { RecordingMode } from './model.js';
+import type { SpoolFile } from './spool.js';
+import { StoreFailure, itemSize, writeItems, type RedisClient, type StoreItem } from './store.js';
+
+export interface SinkOptions {
+  readonly redis: RedisClient;
+  readonly id: string;
+  readonly mode: RecordingMode;
+  readonly spool: SpoolFile | undefined;
+  readonly retentionMs: number | undefined;
+  readonly timeoutMs: number;
+  /** Queued bytes above which the session is slowed down (Redis slower than the session). */
+  readonly highWaterBytes: number;
+  /** Best effort with Redis and disk both failing: memory held before events are dropped. */
+  readonly maxHeldBytes: number;
+  readonly onTrouble: (t: RecordingTrouble) => void;
+  readonly metrics: RecordingMetrics;
+}
+
+/**
+ * Where recorded items go, one writer at a time so order is never lost:
+ *
+ * - direct: pipelines to Redis, one batch in flight (a batch is whatever queued meanwhile);
+ * - spooling (best effort): Redis failed, so items append to the spool file; a retry timer
+ *   drains the file to Redis in order and returns to direct once it is empty;
+ * - holding (best effort): the spool failed too (full disk), so items wait in memory up to
+ *   maxHeldBytes, then the oldest events are dropped and counted: a loss that is reported,
+ *   never a silent one.
+ *
+ * In strict mode the first failed write is final: every later call rejects with ERR_NOT_STORED
+ * so the proxy ends the session.
+ */
+export class RecordingSink {
+  private queue: StoreItem[] = [];
+  private queuedBytes = 0;
+  private state: 'direct' | 'spooling' | 'holding' = 'direct';
+  private running = false;
+  private retryDue = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = RETRY_MIN_MS;
+  private drainOffset = -1;
+  private failure: RecordingError | undefined;
+  /** Kinds already reported since the last recovery: one callback per kind per outage, not per retry. */
+  private readonly reported = new Set<RecordingTroubleKind>();
+  private waiters: { resolve: () => void; reject: (e: unknown) => void; until: 'flushed' | 'drained' | 'low' }[] = [];
+  private finishing = false;
+  private stopped = false;
+  readonly lost = { events: 0, bytes: 0 };
+
+  constructor(private readonly o: SinkOptions) {}
+
+  get failed(): RecordingError | undefined {
+    return this.failure;
+  }
+
+  enqueue(item: StoreItem): void {
+    if (this.failure || this.stopped) return;
+    this.queue.push(item);
+    this.queuedBytes += itemSize(item);
+    if (this.state === 'holding' && this.queuedBytes > this.o.maxHeldBytes) this.dropOldest();
+    this.kick();
+  }
+
+  /**
+   * Backpressure for the session: a promise while too much waits for Redis, a rejection once a
+   * strict recording has failed, nothing otherwise. Held items never block: a broken disk must
+   * not freeze best-effort sessions.
+   */
+  pressure(): Promise<void> | undefined {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.state === 'holding' || this.queuedBytes <= this.o.highWaterBytes) return undefined;
+    return this.wait('low');
+  }
+
+  /** Resolves when everything enqueued so far is in Redis or in the spool (or held, if neither works). */
+  flush(): Promise<void> {
+    return this.wait('flushed');
+  }
+
+  /** Resolves when everything is in Redis and the spool is empty. */
+  drained(): Promise<void> {
+    return this.wait('drained');
+  }
+
+  /**
+   * The session is over: remove the spool file once everything is in Redis, retrying in the
+   * background meanwhile. If the process exits first the file stays for uploadSpool.
+   */
+  finish(): void {
+    this.finishing = true;
+    this.settle();
+  }
+
+  /** Stops retrying and closes the spool file, leaving it in place (service shutdown). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.o.spool?.close();
+  }
+
+  private wait(until: 'flushed' | 'drained' | 'low'): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject, until });
+      this.settle();
+    });
+  }
+
+  private isDrained(): boolean {
+    return this.isFlushed() && this.state === 'direct' && (!this.o.spool || this.drainOffset < 0 || this.drainOffset >= this.o.spool.bytes);
+  }
+
+  private isFlushed(): boolean {
+    return (this.queue.length === 0 && !this.running) || this.state === 'holding';
+  }
+
+  private settle(): void {
+    if (this.failure) {
+      for (const w of this.waiters.splice(0)) w.reject(this.failure);
+      return;
+    }
+    const flushed = this.isFlushed();
+    const drained = this.isDrained();
+    const low = this.queuedBytes <= this.o.highWaterBytes / 2 || this.state === 'holding';
+    this.waiters = this.waiters.filter((w) => {
+      const ok = w.until === 'flushed' ? flushed : w.until === 'drained' ? drained : low;
+      if (ok) w.resolve();
+      return !ok;
+    });
+    if (this.finishing && drained && !this.running) {
+      this.finishing = false;
+      void this.o.spool?.remove().catch(() => {});
+    }
+  }
+
+  private kick(): void {
+    if (!this.running && !this.stopped) void this.run();
+  }
+
+  private takeBatch(): StoreItem[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.queue.length && n < BATCH_ITEMS && bytes < BATCH_BYTES) bytes += itemSize(this.queue[n++]!);
+    const batch = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
+    return batch;
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      for (;;) {
+        if (this.failure || this.stopped) break;
+        if (this.retryDue) {
+          this.retryDue = false;
+          await this.retry();
+          continue;
+        }
+        if (this.queue.length === 0 || this.state === 'holding') break;
+        const batch = this.takeBatch();
+        this.settle();
+        if (this.state === 'direct') {
+          try {
+            await writeItems(this.o.redis, this.o.id, batch, this.o);
+            this.o.metrics.count('recording_events_stored_total', countEvents(batch));
+            continue;
+          } catch (e) {
+            const f = e instanceof StoreFailure ? e : new StoreFailure('error', e instanceof Error ? e.message : String(e));
+            const kind: RecordingTroubleKind = f.reason === 'oom' ? 'redis-oom' : f.reason === 'unreachable' ? 'redis-unreachable' : 'redis-error';
+            this.o.metrics.count('recording_store_failures_total', 1, { reason: kind });
+            if (this.o.mode === 'strict') {
+              this.fail(kind, f.message);
+              break;
+            }
+            this.state = 'spooling';
+            this.trouble(kind, 'spooling', `redis would not store the recording (${f.message}); spooling to disk`);
+            this.scheduleRetry();
+          }
+        }
+        await this.spoolBatch(batch);
+      }
+    } finally {
+      this.running = false;
+      this.settle();
+    }
+  }
+
+  private async spoolBatch(batch: StoreItem[]): Promise<void> {
+    const spool = this.o.spool;
+    try {
+      if (!spool) throw new Error('no spool directory is configured');
+      if (this.drainOffset < 0) this.drainOffset = await spool.itemsOffset();
+      await spool.append(batch);
+      this.o.metrics.count('recording_events_spooled_total', countEvents(batch));
+      if (this.state === 'holding') this.state = 'spooling';
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const kind: RecordingTroubleKind = code === 'ENOSPC' || code === 'EDQUOT' ? 'disk-full' : 'spool-error';
+      this.o.metrics.count('recording_store_failures_total', 1, { reason: kind });
+      // Back to the head of the queue, in order, to wait for either Redis or the disk.
+      this.queue.unshift(...batch);
+      this.queuedBytes += batch.reduce((n, i) => n + itemSize(i), 0);
+      this.state = 'holding';
+      this.trouble(kind, 'holding-in-memory', `the spool cannot take the recording either (${e instanceof Error ? e.message : String(e)}); holding up to ${this.o.maxHeldBytes} bytes in memory`);
+      if (this.queuedBytes > this.o.maxHeldBytes) this.dropOldest();
+      this.scheduleRetry();
+    }
+  }
+
+  /** A retry tick: drain the spool to Redis; once empty, go direct (the loop then sends the queue). */
+  private async retry(): Promise<void> {
+    const spool = this.o.spool;
+    while (spool && this.drainOffset >= 0 && this.drainOffset < spool.bytes) {
+      let next: number;
+      let items: StoreItem[];
+      try {
+        ({ items, next } = await spool.read(this.drainOffset, BATCH_BYTES));
+        if (items.length === 0) throw new Error(`spool ${spool.path} is unreadable at offset ${this.drainOffset}`);
+      } catch (e) {
+        this.o.metrics.count('recording_store_failures_total', 1, { reason: 'spool-error' });
+        this.trouble('spool-error', this.state === 'holding' ? 'holding-in-memory' : 'spooling', e instanceof Error ? e.message : String(e));
+        this.scheduleRetry();
+        return;
+      }
+      try {
+        await writeItems(this.o.redis, this.o.id, items, this.o);
+      } catch {
+        // Still down. Held items get another chance at the disk; then wait for the next tick.
+        if (this.state === 'holding') this.state = 'spooling';
+        this.scheduleRetry();
+        return;
+      }
+      this.o.metrics.count('recording_events_stored_total', countEvents(items));
+      this.drainOffset = next;
+    }
+    const was = this.state;
+    this.state = 'direct';
+    this.retryDelay = RETRY_MIN_MS;
+    if (was !== 'direct' && this.reported.size > 0) {
+      this.reported.clear();
+      this.o.onTrouble({ kind: 'recovered', sessionId: this.o.id, mode: this.o.mode, action: 'drained', message: 'redis stores the recording again; the spool is drained' });
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retryDue = true;
+      this.kick();
+    }, this.retryDelay);
+    this.retryTimer.unref();
+    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+  }
+
+  private dropOldest(): void {
+    let events = 0;
+    let bytes = 0;
+    const keep: StoreItem[] = [];
+    for (const item of this.queue) {
+      // Metadata and index entries are small and say what the recording is: keep them.
+      if (this.queuedBytes - bytes > this.o.maxHeldBytes / 2 && (item.kind === 'event' || item.kind === 'snapshot')) {
+        bytes += itemSize(item);
+        if (item.kind === 'event') events++;
+        continue;
+      }
+      keep.push(item);
+    }
+    this.queue = keep;
+    this.queuedBytes -= bytes;
+    this.lost.events += events;
+    this.lost.bytes += bytes;
+    this.o.metrics.count('recording_events_lost_total', events);
+    this.trouble('events-lost', 'dropping', `neither redis nor the spool would take the recording; ${this.lost.events} events dropped so far`, true);
+  }
+
+  private fail(kind: RecordingTroubleKind, message: string): void {
+    this.failure = new RecordingError('ERR_NOT_STORED', `recording: session ${this.o.id} could not be recorded (${kind}: ${message}); strict recording ends the session`);
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.trouble(kind, 'session-ended', message);
+  }
+
+  private trouble(kind: RecordingTroubleKind, action: RecordingTrouble['action'], message: string, always = false): void {
+    if (!always && this.reported.has(kind)) return;
+    this.reported.add(kind);
+    this.o.onTrouble({ kind, sessionId: this.o.id, mode: this.o.mode, action, message });
+  }
+}
+
+const BATCH_ITEMS = 1024;
+const BATCH_BYTES = 1024 * 1024;
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+function countEvents(items: readonly StoreItem[]): number {
+  let n = 0;
+  for (const i of items) if (i.kind === 'event') n++;
+  return n;
+}

@@ -1,0 +1,239 @@
+import type { Cluster, Redis } from 'ioredis';
+import { decodeEvent, decodeSnapshot, encodeSnapshot, metaFromFields, type EncodedEvent } from './codec.js';
+import { RecordingError } from './errors.js';
+import { indexKeys, parseStreamId, recordingKeys, streamId } from './keys.js';
+import type { RecordingEvent, RecordingMeta, ScreenSnapshot } from './model.js';
+
+export type RedisClient = Redis | Cluster;
+
+/**
+ * One unit of work for Redis, in the order the session produced it. The same items are what the
+ * spool file holds while Redis is away, so draining the spool is replaying them.
+ */
+export type StoreItem =
+  | { readonly kind: 'event'; readonly seq: number; readonly t: number; readonly event: EncodedEvent; readonly digest: Uint8Array }
+  | { readonly kind: 'meta'; readonly fields: Readonly<Record<string, string>> }
+  | { readonly kind: 'snapshot'; readonly snapshot: ScreenSnapshot }
+  | { readonly kind: 'index'; readonly entry: IndexEntry };
+
+/** What the search indexes learn about a recording; written at start and as commands appear. */
+export interface IndexEntry {
+  readonly startedAt: number;
+  readonly user?: string;
+  readonly host?: string;
+  readonly login?: string;
+  readonly commands?: readonly string[];
+}
+
+export type StoreFailureReason = 'unreachable' | 'oom' | 'error';
+
+/** A write Redis did not confirm, classified so the mode can decide and the metric can say why. */
+export class StoreFailure extends Error {
+  override readonly name = 'StoreFailure';
+  constructor(
+    readonly reason: StoreFailureReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function itemSize(item: StoreItem): number {
+  switch (item.kind) {
+    case 'event':
+      return item.event.head.length + item.event.data.length + 64;
+    case 'snapshot':
+      return item.snapshot.screen.length + 64;
+    default:
+      return 256;
+  }
+}
+
+/** Redis said the event is already there: a retried write after a lost acknowledgement. */
+const DUPLICATE = /equal or smaller than the target stream top item/;
+
+export function classifyRedisError(e: unknown): StoreFailure {
+  const message = e instanceof Error ? e.message : String(e);
+  if (/^OOM\b|\bOOM command not allowed/.test(message)) return new StoreFailure('oom', message);
+  if (
+    /Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|max retries per request|enableOfflineQueue|Stream isn't writeable|timed out|LOADING|CLUSTERDOWN|TRYAGAIN|MOVED|ASK/.test(
+      message,
+    )
+  ) {
+    return new StoreFailure('unreachable', message);
+  }
+  return new StoreFailure('error', message);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreFailure('unreachable', `redis did not answer in ${ms} ms (timed out)`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface WriteOptions {
+  /** Milliseconds before an unanswered write counts as failed (its late success is harmless). */
+  readonly timeoutMs: number;
+  /** Keys expire this long after their last write. */
+  readonly retentionMs: number | undefined;
+}
+
+/**
+ * Writes items for one recording: a pipeline on the recording's slot, then one on the index
+ * slot. Every write is idempotent (explicit stream ids, absolute hash values, set members), so a
+ * batch may be sent again after a timeout or a drain without duplicating anything.
+ */
+export async function writeItems(redis: RedisClient, id: string, items: readonly StoreItem[], opts: WriteOptions): Promise<void> {
+  const keys = recordingKeys(id);
+  const p = redis.pipeline();
+  let meta: Record<string, string> | undefined;
+  let events = false;
+  let snapshots = false;
+  const indexes: IndexEntry[] = [];
+  for (const item of items) {
+    switch (item.kind) {
+      case 'event':
+        events = true;
+        p.xadd(keys.events, streamId(item.t, item.seq), 'e', Buffer.from(item.event.head), 'd', Buffer.from(item.event.data), 'h', Buffer.from(item.digest));
+        break;
+      case 'meta':
+        meta = { ...meta, ...item.fields };
+        break;
+      case 'snapshot':
+        snapshots = true;
+        p.zadd(keys.snapshots, item.snapshot.t, encodeSnapshot(item.snapshot));
+        break;
+      case 'index':
+        indexes.push(item.entry);
+    }
+  }
+  // Metadata last: lastSeq in the hash never runs ahead of the stream it describes.
+  if (meta) p.hset(keys.meta, meta);
+  if (opts.retentionMs !== undefined) {
+    if (events) p.pexpire(keys.events, opts.retentionMs);
+    if (meta) p.pexpire(keys.meta, opts.retentionMs);
+    if (snapshots) p.pexpire(keys.snapshots, opts.retentionMs);
+  }
+  if (p.length > 0) await execChecked(p, opts.timeoutMs);
+  if (indexes.length > 0) {
+    const q = redis.pipeline();
+    for (const entry of indexes) addIndexCommands(q, id, entry);
+    await execChecked(q, opts.timeoutMs);
+  }
+}
+
+type Pipeline = ReturnType<RedisClient['pipeline']>;
+
+function addIndexCommands(q: Pipeline, id: string, e: IndexEntry): void {
+  const registered: string[] = [];
+  q.zadd(indexKeys.byTime, e.startedAt, id);
+  for (const [key, value] of [
+    [indexKeys.byUser, e.user],
+    [indexKeys.byHost, e.host],
+    [indexKeys.byLogin, e.login],
+  ] as const) {
+    if (value === undefined) continue;
+    const k = key(value);
+    q.zadd(k, e.startedAt, id);
+    registered.push(k);
+  }
+  if (registered.length > 0) q.sadd(indexKeys.registry, ...registered);
+  for (const c of e.commands ?? []) q.zadd(indexKeys.commands, e.startedAt, `${c.toLowerCase()}\n${id}`);
+}
+
+async function execChecked(p: Pipeline, timeoutMs: number): Promise<void> {
+  let results: [Error | null, unknown][] | null;
+  try {
+    results = await withTimeout(p.exec(), timeoutMs);
+  } catch (e) {
+    throw e instanceof StoreFailure ? e : classifyRedisError(e);
+  }
+  if (!results) throw new StoreFailure('unreachable', 'redis pipeline returned nothing');
+  for (const [err] of results) {
+    if (err && !DUPLICATE.test(err.message)) throw classifyRedisError(err);
+  }
+}
+
+export async function readMeta(redis: RedisClient, id: string): Promise<RecordingMeta | undefined> {
+  const fields = await redis.hgetall(recordingKeys(id).meta);
+  if (Object.keys(fields).length === 0) return undefined;
+  return metaFromFields(id, fields);
+}
+
+export async function requireMeta(redis: RedisClient, id: string): Promise<RecordingMeta> {
+  const meta = await readMeta(redis, id);
+  if (!meta) throw new RecordingError('ERR_NOT_FOUND', `recording: no recording ${id}`);
+  return meta;
+}
+
+/** A stream entry as stored, before decoding: what verify hashes and what readers decode. */
+export interface StoredEntry {
+  readonly id: string;
+  readonly seq: number;
+  readonly t: number;
+  readonly head: Uint8Array;
+  readonly data: Uint8Array;
+  readonly digest: Uint8Array | undefined;
+}
+
+export function entryFromReply(idBuf: Buffer, fields: Buffer[]): StoredEntry {
+  const id = idBuf.toString('latin1');
+  const parsed = parseStreamId(id);
+  const get = (name: string): Buffer | undefined => {
+    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString('latin1') === name) return fields[i + 1];
+    return undefined;
+  };
+  const head = get('e');
+  if (!parsed || !head) throw new RecordingError('ERR_CORRUPT', `recording: stream entry ${id} is not an event`);
+  const digest = get('h');
+  return {
+    id,
+    seq: parsed.seq,
+    t: parsed.t,
+    head: new Uint8Array(head),
+    data: new Uint8Array(get('d') ?? Buffer.alloc(0)),
+    digest: digest ? new Uint8Array(digest) : undefined,
+  };
+}
+
+/**
+ * Stored entries from `start` (a stream id, `-`, or `(id` for exclusive) in pages, so reading a
+ * long recording never holds more than a page of replies.
+ */
+export async function* readEntries(redis: RedisClient, id: string, start = '-', pageSize = 512): AsyncGenerator<StoredEntry> {
+  const key = recordingKeys(id).events;
+  let from = start;
+  for (;;) {
+    const page = await redis.xrangeBuffer(key, from, '+', 'COUNT', pageSize);
+    for (const [eid, fields] of page) yield entryFromReply(eid, fields);
+    const last = page[page.length - 1];
+    if (page.length < pageSize || !last) return;
+    from = `(${last[0].toString('latin1')}`;
+  }
+}
+
+export function decodeEntry(e: StoredEntry): RecordingEvent {
+  const ev = decodeEvent(e.head, e.data);
+  if (ev.seq !== e.seq || ev.t !== e.t) {
+    throw new RecordingError('ERR_CORRUPT', `recording: stream entry ${e.id} holds event ${ev.t}-${ev.seq}`);
+  }
+  return ev;
+}
+
+export async function lastEntry(redis: RedisClient, id: string): Promise<StoredEntry | undefined> {
+  const page = await redis.xrevrangeBuffer(recordingKeys(id).events, '+', '-', 'COUNT', 1);
+  const first = page[0];
+  return first ? entryFromReply(first[0], first[1]) : undefined;
+}
+
+/** The latest snapshot taken at or before `t` ms (the latest of all when t is undefined). */
+export async function snapshotAtOrBefore(redis: RedisClient, id: string, t?: number, channel?: number): Promise<ScreenSnapshot | undefined> {
+  const members = await redis.zrevrangebyscore(recordingKeys(id).snapshots, t === undefined ? '+inf' : t, '-inf', 'LIMIT', 0, 16);
+  for (const m of members) {
+    const s = decodeSnapshot(m);
+    if (s && (channel === undefined || s.channel === channel)) return s;
+  }
+  return undefined;
+}
