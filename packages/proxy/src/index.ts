@@ -1,2 +1,17 @@
 export * from './errors.js';
 export * from './ssh2-certs.js';
+export * from './authority.js';
+export * from './audit.js';
+export * from './config.js';
+export * from './metrics.js';
+export * from './throttle.js';
+export * from './trust.js';
+export * from './routing.js';
+export * from './client-auth.js';
+export * from './upstream.js';
+export * from './server.js';
+export * from './session/tap.js';
+export { effectiveStart } from './session/channels.js';
+export type { SessionStart } from './session/channels.js';
+export { pump, flushed } from './session/pump.js';
+export type { PumpEnd, PumpOptions } from './session/pump.js';

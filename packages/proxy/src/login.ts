@@ -1,0 +1,181 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AuthContext, PublicKeyAuthContext } from 'ssh2';
+import type { Certificate } from '@portcullis/cert-core';
+import type { UserAccess } from './authority.js';
+import type { AuditFn } from './audit.js';
+import { decideAccess, decideClientCertificate, refusalOf } from './client-auth.js';
+import type { AuthVerdict, ClientIdentity } from './client-auth.js';
+import type { ResolvedConfig } from './config.js';
+import { ProxyError, isProxyError } from './errors.js';
+import type { ProxyMetrics } from './metrics.js';
+import { parseClientUsername } from './routing.js';
+import type { ClientRoute } from './routing.js';
+import { isCertificateAlgorithm, offeredCertificate, verifyCertificateUserauth } from './ssh2-certs.js';
+import type { FailureThrottle } from './throttle.js';
+import type { TrustCache } from './trust.js';
+
+/** A client that proved who it is and may take its route. */
+export interface AuthenticatedClient {
+  readonly identity: ClientIdentity;
+  readonly access: UserAccess;
+  readonly route: ClientRoute;
+}
+
+export interface LoginDeps {
+  readonly config: ResolvedConfig;
+  readonly trust: TrustCache;
+  readonly throttle: FailureThrottle;
+  readonly metrics: ProxyMetrics;
+  readonly audit: AuditFn;
+}
+
+/**
+ * The userauth side of one client connection (ssh2's 'authentication' events). publickey with a
+ * user certificate is the only method. The signature-less query is answered from the
+ * certificate alone (no call to auth), the signed request in full: signature over this
+ * session, cert-core's checker (CA, validity, principal, critical options, source-address
+ * against the socket's peer, the KRL), then auth's current access for the user (locks).
+ */
+export class ClientLogin {
+  readonly #deps: LoginDeps;
+  readonly #peer: string;
+  #authenticated: AuthenticatedClient | undefined;
+  #certificatesOffered = 0;
+  #plainKeysOffered = 0;
+  #closed = false;
+
+  constructor(deps: LoginDeps, peer: string) {
+    this.#deps = deps;
+    this.#peer = peer;
+  }
+
+  get authenticated(): AuthenticatedClient | undefined {
+    return this.#authenticated;
+  }
+
+  /** The client went away: a connection that only ever offered plain keys is refused once, here. */
+  closed(username: string | undefined): void {
+    this.#closed = true;
+    if (this.#authenticated === undefined && this.#certificatesOffered === 0 && this.#plainKeysOffered > 0) {
+      this.#deps.metrics.certAuth('not_a_certificate');
+      this.#deps.audit('session.refused', {
+        stage: 'auth',
+        reason: 'ERR_NOT_A_CERTIFICATE',
+        message: `offered ${this.#plainKeysOffered} plain key(s) and no certificate; run pcsh login`,
+        clientAddress: this.#peer,
+        username,
+      });
+    }
+  }
+
+  async handle(ctx: AuthContext): Promise<void> {
+    if (ctx.method !== 'publickey') {
+      // 'none' is how every client starts; the answer lists the one method that can work.
+      ctx.reject(['publickey']);
+      return;
+    }
+    const { config, throttle } = this.#deps;
+    const delay = throttle.delayFor(this.#peer, config.now());
+    if (delay > 0) await sleep(delay, undefined, { ref: false });
+    if (this.#closed) return;
+    if (!isCertificateAlgorithm(ctx.key.algo)) {
+      this.#plainKeysOffered++;
+      ctx.reject(['publickey']);
+      return;
+    }
+    this.#certificatesOffered++;
+    let verdict: AuthVerdict<Decided>;
+    try {
+      verdict = await this.#decide(ctx);
+    } catch (e) {
+      verdict = { ok: false, result: 'error', code: 'ERR_AUTHORITY_UNAVAILABLE', reason: `proxy: ${e instanceof Error ? e.message : String(e)}` };
+      config.log('error', `authentication of ${this.#peer} failed unexpectedly: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    }
+    if (this.#closed) return;
+    if (verdict.ok) {
+      const { identity, route, access } = verdict.value;
+      if (access === undefined) {
+        ctx.accept();
+        return;
+      }
+      this.#authenticated = { identity, route, access };
+      throttle.success(this.#peer);
+      this.#deps.metrics.certAuth('success');
+      ctx.accept();
+      return;
+    }
+    throttle.failure(this.#peer, config.now());
+    this.#deps.metrics.certAuth(verdict.result);
+    const cert = tryCertificate(ctx);
+    this.#deps.audit('session.refused', {
+      stage: 'auth',
+      reason: verdict.code,
+      message: verdict.reason,
+      clientAddress: this.#peer,
+      username: ctx.username,
+      certKeyId: cert?.keyId,
+      certSerial: cert?.serial.toString(),
+      signed: ctx.signature !== undefined,
+    });
+    ctx.reject(['publickey']);
+  }
+
+  async #decide(ctx: PublicKeyAuthContext): Promise<AuthVerdict<Decided>> {
+    const { config, trust } = this.#deps;
+    let certificate: Certificate;
+    try {
+      certificate = ctx.signature === undefined ? offeredCertificate(ctx) : verifyCertificateUserauth(ctx, { crypto: config.crypto }).certificate;
+    } catch (e) {
+      return refusalOf(e);
+    }
+    const route = parseClientUsername(ctx.username);
+    let trustedCAs;
+    try {
+      trustedCAs = await trust.userCAs();
+    } catch (e) {
+      return refusalOf(e);
+    }
+    const v = decideClientCertificate({
+      certificate,
+      route,
+      peerAddress: this.#peer,
+      now: config.now(),
+      trustedCAs,
+      isRevoked: trust.isRevoked,
+      crypto: config.crypto,
+      skewSeconds: config.skewSeconds,
+      userOf: config.userOf,
+    });
+    if (!v.ok) return v;
+    // The query step stops here: no call to auth until the client proves it holds the key.
+    if (ctx.signature === undefined) return { ok: true, value: { identity: v.value, route, access: undefined } };
+    let access: UserAccess;
+    try {
+      access = await config.authority.access(v.value.user);
+    } catch (e) {
+      return refusalOf(
+        isProxyError(e)
+          ? e
+          : new ProxyError('ERR_AUTHORITY_UNAVAILABLE', `proxy: cannot read the access of ${JSON.stringify(v.value.user)} from auth: ${e instanceof Error ? e.message : String(e)}`),
+      );
+    }
+    const a = decideAccess(v.value, route, access);
+    if (!a.ok) return a;
+    return { ok: true, value: { identity: v.value, access, route } };
+  }
+}
+
+/** A decision; `access` is undefined after the signature-less query step. */
+interface Decided {
+  readonly identity: ClientIdentity;
+  readonly route: ClientRoute;
+  readonly access: UserAccess | undefined;
+}
+
+function tryCertificate(ctx: PublicKeyAuthContext): Certificate | undefined {
+  try {
+    return offeredCertificate(ctx);
+  } catch {
+    return undefined;
+  }
+}
