@@ -317,6 +317,16 @@ export class Recorder {
     }
   }
 
+  /**
+   * Resolves when everything recorded so far is stored: in Redis, or (best effort) in the spool.
+   * Rejects in strict mode once an event could not be stored.
+   */
+  flush(): Promise<void> {
+    if (!this.sink) return Promise.resolve();
+    this.flushPending();
+    return this.sink.flush();
+  }
+
   /** Resolves when every event is in Redis and the spool file is gone or empty (tests, shutdown). */
   drained(): Promise<void> {
     return this.sink?.drained() ?? Promise.resolve();

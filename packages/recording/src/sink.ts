@@ -46,6 +46,9 @@ export class RecordingSink {
   private readonly reported = new Set<RecordingTroubleKind>();
   private waiters: { resolve: () => void; reject: (e: unknown) => void; until: 'flushed' | 'drained' | 'low' }[] = [];
   private finishing = false;
+  /** After finish(): whether the spool file is removed (drained() waits for it then). */
+  private spoolGone = false;
+  private removing = false;
   private stopped = false;
   readonly lost = { events: 0, bytes: 0 };
 
@@ -121,16 +124,22 @@ export class RecordingSink {
       return;
     }
     const flushed = this.isFlushed();
-    const drained = this.isDrained();
+    const drained = this.isDrained() && (!this.finishing || this.spoolGone || !this.o.spool);
     const low = this.queuedBytes <= this.o.highWaterBytes / 2 || this.state === 'holding';
     this.waiters = this.waiters.filter((w) => {
       const ok = w.until === 'flushed' ? flushed : w.until === 'drained' ? drained : low;
       if (ok) w.resolve();
       return !ok;
     });
-    if (this.finishing && drained && !this.running) {
-      this.finishing = false;
-      void this.o.spool?.remove().catch(() => {});
+    if (this.finishing && !this.removing && this.isDrained() && this.o.spool) {
+      this.removing = true;
+      void this.o.spool
+        .remove()
+        .catch(() => {})
+        .then(() => {
+          this.spoolGone = true;
+          this.settle();
+        });
     }
   }
 
@@ -280,6 +289,9 @@ export class RecordingSink {
     this.queue = [];
     this.queuedBytes = 0;
     this.trouble(kind, 'session-ended', message);
+    // The file stays: the recording is short of its end, and uploadSpool (next start, or the
+    // service's periodic run) marks it interrupted. Closed, so this process no longer owns it.
+    void this.o.spool?.close().catch(() => {});
   }
 
   private trouble(kind: RecordingTroubleKind, action: RecordingTrouble['action'], message: string, always = false): void {
