@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { EncodedEvent } from './codec.js';
 import type { RecordingMeta } from './model.js';
 
 /**
@@ -15,6 +16,12 @@ export function initialDigest(id: string): Uint8Array {
 
 export function chainDigest(prev: Uint8Array, eventBytes: Uint8Array): Uint8Array {
   return createHash('sha256').update(prev).update(eventBytes).digest();
+}
+
+/** chainDigest(prev, canonicalEventBytes(ev)) without copying the event's data into one buffer. */
+export function chainEvent(prev: Uint8Array, ev: EncodedEvent): Uint8Array {
+  const len = (n: number): Uint8Array => Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+  return createHash('sha256').update(prev).update(len(ev.head.length)).update(ev.head).update(len(ev.data.length)).update(ev.data).digest();
 }
 
 /** The metadata a signature covers: who, where, when, how it ended, and the chain's last value. */

@@ -1,6 +1,6 @@
 import { encodeSignature, formatPublicKey, type PublicKey, type SshSignature } from '@portcullis/cert-core';
-import { canonicalEventBytes, encodeEvent, metaToFields } from './codec.js';
-import { chainDigest, hex, initialDigest, signedRecordingPayload } from './digest.js';
+import { encodeEvent, metaToFields } from './codec.js';
+import { chainEvent, hex, initialDigest, signedRecordingPayload } from './digest.js';
 import { RecordingError } from './errors.js';
 import { NO_METRICS, type RecordingMetrics, type RecordingTrouble } from './health.js';
 import { checkRecordingId } from './keys.js';
@@ -74,6 +74,8 @@ interface PendingChunk {
 }
 
 const MAX_TYPED_LINES = 10_000;
+/** Bytes a terminal emulator may have queued before the session waits for it (xterm drops past 50 MB). */
+const SCREEN_BACKLOG = 4 * 1024 * 1024;
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -192,7 +194,8 @@ export class Recorder {
     } else if (st.role !== 'forward') {
       this.append('output', channel, stream, data);
     }
-    return sink.pressure();
+    // The emulator parses asynchronously and drops input past its own watermark: let it keep up.
+    return sink.pressure() ?? (st.screen && st.screen.backlog > SCREEN_BACKLOG ? st.screen.settled() : undefined);
   }
 
   input(channel: number, data: Uint8Array): void | Promise<void> {
@@ -408,8 +411,10 @@ export class Recorder {
     this.pending = undefined;
     clearTimeout(this.pendingTimer);
     this.pendingTimer = undefined;
-    // Concatenating copies: the caller may reuse its buffers once the call returns.
-    const data = new Uint8Array(Buffer.concat(p.parts, p.size));
+    // Concatenating copies (the caller may reuse its buffers once the call returns); the view
+    // over the result does not copy again.
+    const joined = Buffer.concat(p.parts, p.size);
+    const data = new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength);
     this.o.metrics?.count('recording_bytes_total', data.length);
     if (p.type === 'input') {
       this.record({ type: 'input', channel: p.channel, data }, p.t);
@@ -453,7 +458,7 @@ export class Recorder {
   private record(body: RecordingEventBody, t: number): number {
     const seq = ++this.seq;
     const event = encodeEvent({ ...body, seq, t });
-    this.digest = chainDigest(this.digest, canonicalEventBytes(event));
+    this.digest = chainEvent(this.digest, event);
     this.sink!.enqueue({ kind: 'event', seq, t, event, digest: this.digest });
     return seq;
   }

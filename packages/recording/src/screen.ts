@@ -44,8 +44,17 @@ export class TerminalScreen {
     return this.term.rows;
   }
 
+  private queued = 0;
+
+  /** Bytes written and not yet parsed. */
+  get backlog(): number {
+    return this.queued;
+  }
+
   write(data: Uint8Array | string): void {
-    this.term.write(data);
+    const n = data.length;
+    this.queued += n;
+    this.term.write(data, () => (this.queued -= n));
   }
 
   /**

@@ -38,6 +38,11 @@ export class StoreFailure extends Error {
   }
 }
 
+/** A Buffer over the same memory (Buffer.from(Uint8Array) would copy). */
+function view(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 export function itemSize(item: StoreItem): number {
   switch (item.kind) {
     case 'event':
@@ -96,7 +101,7 @@ export async function writeItems(redis: RedisClient, id: string, items: readonly
     switch (item.kind) {
       case 'event':
         events = true;
-        p.xadd(keys.events, streamId(item.t, item.seq), 'e', Buffer.from(item.event.head), 'd', Buffer.from(item.event.data), 'h', Buffer.from(item.digest));
+        p.xadd(keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest));
         break;
       case 'meta':
         meta = { ...meta, ...item.fields };

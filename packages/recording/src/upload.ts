@@ -1,6 +1,6 @@
 import { encodeSignature, formatPublicKey } from '@portcullis/cert-core';
-import { canonicalEventBytes, encodeEvent, metaToFields } from './codec.js';
-import { chainDigest, hex, initialDigest, signedRecordingPayload } from './digest.js';
+import { encodeEvent, metaToFields } from './codec.js';
+import { chainEvent, hex, initialDigest, signedRecordingPayload } from './digest.js';
 import { NO_METRICS, type RecordingMetrics } from './health.js';
 import type { RecordingMeta, RecordingState } from './model.js';
 import type { RecordingSigner } from './recorder.js';
@@ -116,7 +116,7 @@ async function finishInterrupted(meta: RecordingMeta, opts: UploadSpoolOptions, 
     bytesOut: meta.bytesOut,
     interrupted: true,
   });
-  const digest = chainDigest(last?.digest ?? initialDigest(meta.id), canonicalEventBytes(event));
+  const digest = chainEvent(last?.digest ?? initialDigest(meta.id), event);
   const final: { -readonly [K in keyof RecordingMeta]: RecordingMeta[K] } = {
     ...meta,
     state: 'interrupted',

@@ -3,10 +3,14 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { hasTool, runOk, tempDir } from '@portcullis/harness';
+import { Recorder } from '../src/recorder.js';
+import { readRecordingEvents } from '../src/replay.js';
+import { redisFixture, sessionMeta } from './fixture.js';
 import { SFTP_MAX_PACKET, SftpStreamParser, type SftpOperation } from '../src/sftp.js';
 
 const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
 const skip = (!hasTool('sftp') && 'sftp is not installed') || false;
+const skipRedis = skip || (!hasTool('redis-server') && 'redis-server is not installed') || false;
 
 interface Chunk {
   readonly dir: 'c' | 's';
@@ -207,4 +211,56 @@ test('sftp: replies pair with requests by id, in any order, and a failed open is
   // A reply to an id never asked is ignored.
   assert.deepEqual(p.serverData(pkt(102, 99, 'h')), []);
   assert.equal(p.stats.unmatched, 1);
+});
+
+test('recorder: an SFTP channel is stored as file operations, a forward as open and close with byte counts', { skip: skipRedis }, async (t) => {
+  const fx = await redisFixture(t);
+  const remote = `${fx.tmp.path}/remote`;
+  mkdirSync(remote);
+  writeFileSync(`${fx.tmp.path}/up.bin`, Buffer.alloc(100_000, 1));
+  const chunks = await captureSftp(fx.tmp.path, `put ${fx.tmp.path}/up.bin ${remote}/uploaded.bin\nrm ${remote}/uploaded.bin\n`);
+  const rec = new Recorder({ redis: fx.redis, mode: 'strict', spoolDir: fx.tmp.path });
+  const meta = sessionMeta();
+  await rec.start(meta);
+  await rec.event({ type: 'open', channel: 1, kind: 'session' });
+  await rec.event({ type: 'subsystem', channel: 1, name: 'sftp' });
+  let sftpBytes = 0;
+  for (const c of chunks) {
+    sftpBytes += c.data.length;
+    await (c.dir === 'c' ? rec.input(1, c.data) : rec.output(1, 0, c.data));
+  }
+  await rec.event({ type: 'exit', channel: 1, status: 0 });
+  await rec.event({ type: 'close', channel: 1 });
+  await rec.event({ type: 'open', channel: 2, kind: 'direct-tcpip' });
+  await rec.event({ type: 'forward', channel: 2, direction: 'local', host: 'db.internal', port: 5432, origin: '127.0.0.1:53000' });
+  await rec.input(2, new Uint8Array(1000));
+  await rec.output(2, 0, new Uint8Array(250));
+  await rec.event({ type: 'close', channel: 2 });
+  await rec.end({ bytesIn: 0, bytesOut: 0, reason: 'done' });
+
+  const got: string[] = [];
+  for await (const item of readRecordingEvents(fx.redis, meta.sessionId)) {
+    if (item.kind !== 'event') continue;
+    const e = item.event;
+    if (e.type === 'sftp') got.push(`sftp ${e.op.op} ${e.op.path}${'bytes' in e.op ? ` ${e.op.bytes}` : ''}`);
+    else if (e.type === 'close') got.push(`close ${e.channel} in=${e.bytesIn} out=${e.bytesOut}`);
+    else if (e.type === 'forward-open') got.push(`forward ${e.host}:${e.port} from ${e.origin}`);
+    else got.push(e.type);
+  }
+  assert.deepEqual(got.filter((g) => !g.startsWith('sftp opendir')), [
+    'channel',
+    'subsystem',
+    `sftp open ${remote}/uploaded.bin`,
+    `sftp write ${remote}/uploaded.bin 100000`,
+    `sftp remove ${remote}/uploaded.bin`,
+    'exit',
+    `close 1 in=${chunks.filter((c) => c.dir === 'c').reduce((n, c) => n + c.data.length, 0)} out=${chunks.filter((c) => c.dir === 's').reduce((n, c) => n + c.data.length, 0)}`,
+    'channel',
+    'forward db.internal:5432 from 127.0.0.1:53000',
+    'close 2 in=1000 out=250',
+    'end',
+  ]);
+  assert.ok(sftpBytes > 100_000, 'the file went through the channel, and none of it was stored as output');
+  const m = await fx.redis.hget(`pc:{rec:${meta.sessionId}}:meta`, 'command');
+  assert.equal(m, 'subsystem:sftp');
 });
