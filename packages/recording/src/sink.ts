@@ -44,7 +44,10 @@ export class RecordingSink {
   private failure: RecordingError | undefined;
   /** Kinds already reported since the last recovery: one callback per kind per outage, not per retry. */
   private readonly reported = new Set<RecordingTroubleKind>();
-  private waiters: { resolve: () => void; reject: (e: unknown) => void; until: 'flushed' | 'drained' | 'low' }[] = [];
+  private waiters: { resolve: () => void; reject: (e: unknown) => void; until: 'flushed' | 'drained' | 'low'; target: number }[] = [];
+  /** Items ever enqueued, and items stored or spooled: FIFO, so `done >= n` means the first n are. */
+  private enqueued = 0;
+  private done = 0;
   private finishing = false;
   /** After finish(): whether the spool file is removed (drained() waits for it then). */
   private spoolGone = false;
@@ -61,6 +64,7 @@ export class RecordingSink {
   enqueue(item: StoreItem): void {
     if (this.failure || this.stopped) return;
     this.queue.push(item);
+    this.enqueued++;
     this.queuedBytes += itemSize(item);
     if (this.state === 'holding' && this.queuedBytes > this.o.maxHeldBytes) this.dropOldest();
     this.kick();
@@ -77,7 +81,10 @@ export class RecordingSink {
     return this.wait('low');
   }
 
-  /** Resolves when everything enqueued so far is in Redis or in the spool (or held, if neither works). */
+  /**
+   * Resolves when everything enqueued before the call is in Redis or in the spool (or held, if
+   * neither works): items enqueued meanwhile do not keep it waiting.
+   */
   flush(): Promise<void> {
     return this.wait('flushed');
   }
@@ -105,7 +112,7 @@ export class RecordingSink {
 
   private wait(until: 'flushed' | 'drained' | 'low'): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject, until });
+      this.waiters.push({ resolve, reject, until, target: this.enqueued });
       this.settle();
     });
   }
@@ -114,8 +121,8 @@ export class RecordingSink {
     return this.isFlushed() && this.state === 'direct' && (!this.o.spool || this.drainOffset < 0 || this.drainOffset >= this.o.spool.bytes);
   }
 
-  private isFlushed(): boolean {
-    return (this.queue.length === 0 && !this.running) || this.state === 'holding';
+  private isFlushed(target = this.enqueued): boolean {
+    return this.done >= target || this.state === 'holding';
   }
 
   private settle(): void {
@@ -123,11 +130,10 @@ export class RecordingSink {
       for (const w of this.waiters.splice(0)) w.reject(this.failure);
       return;
     }
-    const flushed = this.isFlushed();
     const drained = this.isDrained() && (!this.finishing || this.spoolGone || !this.o.spool);
     const low = this.queuedBytes <= this.o.highWaterBytes / 2 || this.state === 'holding';
     this.waiters = this.waiters.filter((w) => {
-      const ok = w.until === 'flushed' ? flushed : w.until === 'drained' ? drained : low;
+      const ok = w.until === 'flushed' ? this.isFlushed(w.target) : w.until === 'drained' ? drained : low;
       if (ok) w.resolve();
       return !ok;
     });
@@ -173,6 +179,8 @@ export class RecordingSink {
           try {
             await writeItems(this.o.redis, this.o.id, batch, this.o);
             this.o.metrics.count('recording_events_stored_total', countEvents(batch));
+            this.done += batch.length;
+            this.settle();
             continue;
           } catch (e) {
             const f = e instanceof StoreFailure ? e : new StoreFailure('error', e instanceof Error ? e.message : String(e));
@@ -202,6 +210,8 @@ export class RecordingSink {
       if (this.drainOffset < 0) this.drainOffset = await spool.itemsOffset();
       await spool.append(batch);
       this.o.metrics.count('recording_events_spooled_total', countEvents(batch));
+      this.done += batch.length;
+      this.settle();
       if (this.state === 'holding') this.state = 'spooling';
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -276,6 +286,7 @@ export class RecordingSink {
       }
       keep.push(item);
     }
+    this.done += this.queue.length - keep.length;
     this.queue = keep;
     this.queuedBytes -= bytes;
     this.lost.events += events;
