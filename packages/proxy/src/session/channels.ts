@@ -113,7 +113,7 @@ export function relaySession(relay: Relay, accept: AcceptConnection<Session>): v
   });
 
   async function run(channel: ServerChannel, asked: SessionStart): Promise<void> {
-    const untrack = relay.track({ stderr: channel.stderr, end: () => channel.close() });
+    const untrack = relay.track({ stderr: channel.stderr, end: () => channel.end() });
     const { start, env: forcedEnv } = effectiveStart(asked, relay.policy.forceCommand);
     await relay.tapEvent(
       start.kind === 'shell'

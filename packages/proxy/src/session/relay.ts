@@ -6,7 +6,6 @@ import { identityFields } from '../audit.js';
 import type { ChannelPolicy } from '../client-auth.js';
 import type { ProxyMetrics, TerminationReason } from '../metrics.js';
 import type { Upstream } from '../upstream.js';
-import { flushed } from './pump.js';
 import type { ChannelEvent, SessionMeta, SessionTap } from './tap.js';
 
 /** What a relay needs from the proxy around it. */
@@ -30,9 +29,10 @@ export interface RelayInit {
   readonly deps: RelayDeps;
 }
 
-/** A live session channel, as termination needs it: somewhere to say why, and a way to end it. */
+/** A live channel, as termination needs it: somewhere to say why, and a way to end it in order. */
 export interface LiveChannel {
   readonly stderr: Writable;
+  /** Flushes what was written, then EOF and close. */
   end(): void;
 }
 
@@ -65,6 +65,7 @@ export class Relay {
   #ended = false;
   #endReason = 'client disconnected';
   #started = false;
+  #terminating = false;
   #identity: AuditIdentity;
 
   constructor(init: RelayInit) {
@@ -224,18 +225,21 @@ export class Relay {
    * session channel's stderr, then disconnects both sides.
    */
   async terminate(reason: TerminationReason, message: string): Promise<void> {
-    if (this.#ended) return;
+    if (this.#ended || this.#terminating) return;
+    this.#terminating = true;
     this.#endReason = `terminated (${reason}): ${message}`;
     this.deps.metrics?.terminated(reason);
     this.deps.audit('session.terminated', { ...identityFields(this.identity), reason, message });
+    // OpenSSH exits at once on a disconnect, dropping channel data it has not written out
+    // yet; so say why on each session's stderr, close the channels (ssh then leaves by
+    // itself after printing), and disconnect only when it has not done so in a second.
     const line = Buffer.from(`\r\nportcullis: ${message}\r\n`);
-    const said = [...this.#live].map((c) => {
-      if (!c.stderr.writable) return Promise.resolve();
-      c.stderr.write(line);
-      return flushed(c.stderr, this.signal);
-    });
-    // Give the message a moment to leave; a client that does not read it is cut off anyway.
-    await Promise.race([Promise.all(said), new Promise((r) => setTimeout(r, 500).unref())]);
+    for (const c of this.#live) {
+      if (c.stderr.writable) c.stderr.write(line);
+      c.end();
+    }
+    const gone = new Promise<void>((resolve) => this.client.once('close', () => resolve()));
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 1_000).unref())]);
     this.end(this.#endReason);
   }
 
