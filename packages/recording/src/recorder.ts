@@ -162,6 +162,7 @@ export class Recorder {
         });
         // Strict promises that a recorder's death is noticed; without the file it would not be.
         if (this.o.mode === 'strict') {
+          this.phase = 'ended'; // later calls are no-ops; end() returns
           throw new RecordingError('ERR_NOT_STORED', `recording: session ${id} cannot be recorded: no spool file (${kind})`, { cause: e });
         }
       }
