@@ -8,7 +8,8 @@ import type { AuthVerdict, ClientIdentity } from './client-auth.js';
 import type { ResolvedConfig } from './config.js';
 import { ProxyError, isProxyError } from './errors.js';
 import type { ProxyMetrics } from './metrics.js';
-import { parseClientUsername } from './routing.js';
+import type { JumpHop } from './context.js';
+import { jumpedRoute, parseClientUsername } from './routing.js';
 import type { ClientRoute } from './routing.js';
 import { isCertificateAlgorithm, offeredCertificate, verifyCertificateUserauth } from './ssh2-certs.js';
 import type { FailureThrottle } from './throttle.js';
@@ -39,14 +40,17 @@ export interface LoginDeps {
 export class ClientLogin {
   readonly #deps: LoginDeps;
   readonly #peer: string;
+  readonly #jump: JumpHop | undefined;
   #authenticated: AuthenticatedClient | undefined;
   #certificatesOffered = 0;
   #plainKeysOffered = 0;
   #closed = false;
 
-  constructor(deps: LoginDeps, peer: string) {
+  /** `jump`: this connection runs inside a ProxyJump channel opened by `jump.user`. */
+  constructor(deps: LoginDeps, peer: string, jump?: JumpHop) {
     this.#deps = deps;
     this.#peer = peer;
+    this.#jump = jump;
   }
 
   get authenticated(): AuthenticatedClient | undefined {
@@ -128,7 +132,8 @@ export class ClientLogin {
     } catch (e) {
       return refusalOf(e);
     }
-    const route = parseClientUsername(ctx.username);
+    const jump = this.#jump;
+    const route = jump === undefined ? parseClientUsername(ctx.username) : jumpedRoute(ctx.username, jump.host);
     let trustedCAs;
     try {
       trustedCAs = await trust.userCAs();
@@ -147,6 +152,14 @@ export class ClientLogin {
       userOf: config.userOf,
     });
     if (!v.ok) return v;
+    if (jump !== undefined && v.value.user !== jump.user) {
+      return {
+        ok: false,
+        result: 'wrong_principal',
+        code: 'ERR_LOGIN_NOT_ALLOWED',
+        reason: `proxy: the jump was opened by ${JSON.stringify(jump.user)}; the inner connection offered ${JSON.stringify(v.value.user)}'s certificate`,
+      };
+    }
     // The query step stops here: no call to auth until the client proves it holds the key.
     if (ctx.signature === undefined) return { ok: true, value: { identity: v.value, route, access: undefined } };
     let access: UserAccess;

@@ -51,6 +51,16 @@ export function parseClientUsername(username: string): ClientRoute {
 }
 
 /**
+ * The route of a connection terminated inside a jump: the target is the one the outer hop
+ * named, so the user name is only the login.
+ */
+export function jumpedRoute(username: string, host: string): ClientRoute {
+  return LOGIN_RE.test(username)
+    ? { kind: 'target', login: username, host }
+    : { kind: 'invalid', name: username, problem: `${JSON.stringify(username)} is not a valid login name` };
+}
+
+/**
  * Resolves a host name with auth's inventory. auth's answer is passed on when it is already a
  * refusal the user should read (unknown, ambiguous); anything else means auth is unreachable.
  */

@@ -1,30 +1,19 @@
-import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import ssh2 from 'ssh2';
-import type { Certificate } from '@portcullis/cert-core';
 import type { AuthorityNotice } from './authority.js';
-import { identityFields, safeAudit } from './audit.js';
-import type { AuditFn, AuditIdentity } from './audit.js';
-import { channelPolicy } from './client-auth.js';
+import { safeAudit } from './audit.js';
 import { resolveConfig } from './config.js';
-import type { ProxyConfig, ResolvedConfig } from './config.js';
+import type { ProxyConfig } from './config.js';
+import { acceptClient } from './connection.js';
+import { peerAddress, serverConfig } from './context.js';
+import type { ProxyContext } from './context.js';
 import { ProxyError, isProxyError } from './errors.js';
-import { startJump } from './jump.js';
-import { ClientLogin } from './login.js';
-import type { AuthenticatedClient } from './login.js';
+import { JumpHostKeys } from './jump.js';
 import { createProxyMetrics } from './metrics.js';
 import type { ProxyMetrics, TerminationReason } from './metrics.js';
-import { resolveTarget, routeHint } from './routing.js';
-import { refuseSessions, relaySession } from './session/channels.js';
-import { handleForwardRequests, relayDirectTcpip } from './session/forwarding.js';
-import { Relay } from './session/relay.js';
-import type { RelayDeps } from './session/relay.js';
-import { NO_TAP } from './session/tap.js';
+import type { Relay } from './session/relay.js';
 import { NATIVE_CRYPTO_MISSING, hostCertificateKey, nativeCryptoAvailable, ssh2CertificatePatchApplied } from './ssh2-certs.js';
 import { FailureThrottle } from './throttle.js';
 import { TrustCache } from './trust.js';
-import { UPSTREAM_CIPHERS, dialTarget } from './upstream.js';
-import type { Upstream } from './upstream.js';
 
 export interface RunningProxy {
   /** The port listened on (the chosen one when the config said 0). */
@@ -38,25 +27,6 @@ export interface RunningProxy {
    * timeouts.drainGraceMs), then ends the rest, telling their users why.
    */
   stop(options?: { readonly graceMs?: number }): Promise<void>;
-}
-
-/** Everything one running proxy shares between its connections. */
-export interface ProxyContext {
-  readonly config: ResolvedConfig;
-  readonly trust: TrustCache;
-  readonly throttle: FailureThrottle;
-  readonly metrics: ProxyMetrics;
-  readonly audit: AuditFn;
-  readonly relayDeps: RelayDeps;
-  /** Live relays and the certificate each was opened with (re-checked on notices). */
-  readonly relays: Map<Relay, Certificate>;
-  readonly hostKeys: readonly ssh2.EncryptedPrivateKey[];
-}
-
-/** IPv4 peers on a dual-stack socket arrive as ::ffff:a.b.c.d; audit and tell them as a.b.c.d. */
-function peerAddress(ip: string | undefined): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip ?? '');
-  return m ? m[1]! : (ip ?? '');
 }
 
 export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
@@ -85,19 +55,13 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
     audit,
     relayDeps: { audit, metrics, log: config.log, now: config.now, envAllowList: config.envAllowList },
     relays: new Map(),
-    hostKeys,
+    listening: { port: config.port },
+    jumpKeys: new JumpHostKeys(),
   };
   const connections = new Set<ssh2.Connection>();
 
   const server = new ssh2.Server(
-    {
-      hostKeys: [...hostKeys],
-      ident: 'Portcullis',
-      keepaliveInterval: config.timeouts.keepaliveIntervalMs,
-      keepaliveCountMax: config.timeouts.keepaliveCountMax,
-      // AES-GCM first among what clients offer; OpenSSH's own preference still decides.
-      algorithms: { cipher: UPSTREAM_CIPHERS },
-    },
+    serverConfig(config, hostKeys),
     (client, info) => {
       connections.add(client);
       client.once('close', () => connections.delete(client));
@@ -115,6 +79,7 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
   server.on('error', (e: Error) => config.log('error', `listener: ${e.message}`));
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  ctx.listening.port = port;
 
   const unsubscribe = config.authority.onNotice((n) => void onNotice(ctx, n));
   const housekeeping = setInterval(() => {
@@ -154,139 +119,6 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
       return stopping;
     },
   };
-}
-
-function acceptClient(ctx: ProxyContext, client: ssh2.Connection, peer: string): void {
-  const { config } = ctx;
-  const login = new ClientLogin(ctx, peer);
-  let username: string | undefined;
-  const authTimer = setTimeout(() => client.end(), config.timeouts.authMs);
-  authTimer.unref();
-  client.on('error', (e: Error) => config.log('info', `client ${peer}: ${e.message}`));
-  client.on('authentication', (auth) => {
-    username = auth.username;
-    login.handle(auth).catch((e: unknown) => {
-      config.log('error', `client ${peer}: authentication handler failed: ${e instanceof Error ? e.message : String(e)}`);
-      auth.reject(['publickey']);
-    });
-  });
-  client.once('close', () => {
-    clearTimeout(authTimer);
-    login.closed(username);
-  });
-  client.once('ready', () => {
-    clearTimeout(authTimer);
-    const who = login.authenticated;
-    if (who === undefined) {
-      // ssh2 only becomes ready after our accept(); this would be a bug, never a way in.
-      client.end();
-      return;
-    }
-    routeClient(ctx, client, who, peer);
-  });
-}
-
-function routeClient(ctx: ProxyContext, client: ssh2.Connection, who: AuthenticatedClient, peer: string): void {
-  const { route } = who;
-  switch (route.kind) {
-    case 'target': {
-      const identity: AuditIdentity = {
-        sessionId: randomUUID(),
-        user: who.identity.user,
-        login: route.login,
-        host: route.host,
-        clientAddress: peer,
-        certSerial: who.identity.certificate.serial,
-        certKeyId: who.identity.certificate.keyId,
-      };
-      const relay = openRelay(ctx, client, who, identity, 'user-name', connectTarget(ctx, identity, route.host));
-      client.on('session', (accept) => relaySession(relay, accept));
-      client.on('tcpip', (accept, reject, info) => relayDirectTcpip(relay, accept, reject, info));
-      handleForwardRequests(relay);
-      return;
-    }
-    case 'jump':
-      client.on('session', (accept) => refuseSessions(accept, routeHint(ctx.config.port)));
-      client.on('tcpip', (accept, reject, info) => startJump(ctx, who, peer, accept, reject, info));
-      return;
-    case 'invalid':
-      client.on('session', (accept) => refuseSessions(accept, `portcullis: ${route.problem}\r\n${routeHint(ctx.config.port)}`));
-      return;
-  }
-}
-
-/** Starts relaying a client connection whose target is being dialled; tracked until it ends. */
-export function openRelay(
-  ctx: ProxyContext,
-  client: ssh2.Connection,
-  who: AuthenticatedClient,
-  identity: AuditIdentity,
-  route: 'user-name' | 'jump' | 'stdio',
-  upstream: Promise<Upstream>,
-): Relay {
-  const policy = channelPolicy(who.identity.permissions, who.access);
-  let tap = NO_TAP;
-  if (ctx.config.tap !== undefined) {
-    try {
-      tap = ctx.config.tap({ ...identity, route });
-    } catch (e) {
-      ctx.config.log('error', `session tap could not be created: ${e instanceof Error ? e.message : String(e)}`);
-      upstream = Promise.reject(new ProxyError('ERR_TERMINATED', 'proxy: the session recorder is unavailable; the session cannot start'));
-      upstream.catch(() => {});
-    }
-  }
-  const relay = new Relay({ client, identity, route, policy, access: who.access, tap, upstream, deps: ctx.relayDeps });
-  ctx.relays.set(relay, who.identity.certificate);
-  client.once('close', () => ctx.relays.delete(relay));
-  upstream.then(
-    () => {
-      if (relay.ended) ctx.relays.delete(relay);
-    },
-    // Without a target there is nothing to keep alive but the channels telling the user why.
-    () => ctx.relays.delete(relay),
-  );
-  return relay;
-}
-
-/** Resolves the host name, then dials it; every failure is audited and becomes the user's message. */
-export async function connectTarget(ctx: ProxyContext, identity: AuditIdentity, hostQuery: string): Promise<Upstream> {
-  const { config } = ctx;
-  const t0 = performance.now();
-  let stage: 'route' | 'upstream' = 'route';
-  try {
-    const target = await resolveTarget(config.authority, hostQuery);
-    stage = 'upstream';
-    const hostCAs = await ctx.trust.hostCAs();
-    const up = await dialTarget({
-      authority: config.authority,
-      target,
-      user: identity.user,
-      login: identity.login,
-      requestId: identity.sessionId,
-      hostCAs,
-      isRevoked: ctx.trust.isRevoked,
-      crypto: config.crypto,
-      now: config.now,
-      timeoutMs: config.timeouts.dialMs,
-      keepaliveIntervalMs: config.timeouts.keepaliveIntervalMs,
-      keepaliveCountMax: config.timeouts.keepaliveCountMax,
-    });
-    const seconds = (performance.now() - t0) / 1000;
-    ctx.metrics.dial(seconds, true);
-    ctx.audit('session.start', {
-      ...identityFields({ ...identity, host: target.name }),
-      targetAddress: `${target.address}:${target.port}`,
-      dialMs: Math.round(seconds * 1000),
-      upstreamCertSerial: up.certificate.serial.toString(),
-      hostCertKeyId: up.hostCertificate.keyId,
-    });
-    return up;
-  } catch (e) {
-    if (stage === 'upstream') ctx.metrics.dial((performance.now() - t0) / 1000, false);
-    const err = isProxyError(e) ? e : new ProxyError('ERR_UPSTREAM', `proxy: ${e instanceof Error ? e.message : String(e)}`);
-    ctx.audit('session.refused', { ...identityFields(identity), stage, reason: err.code, message: err.message });
-    throw err;
-  }
 }
 
 /**

@@ -48,6 +48,8 @@ export class StandInAuthority implements AuthorityClient {
   readonly locked = new Map<string, string>();
   /** What upstreamCertificate was asked, in order. */
   readonly upstreamRequests: { user: string; login: string; host: string }[] = [];
+  /** Names jumpHostCertificate was asked for. */
+  readonly jumpRequests: string[] = [];
   krlFetches = 0;
   #serial = 1000n;
   #krl: Krl = EMPTY_KRL;
@@ -131,12 +133,16 @@ export class StandInAuthority implements AuthorityClient {
     return { certificate: formatCertificate(cert), serial, validBefore: cert.validBefore };
   }
 
+  /** The name as the client typed it, if it resolves to exactly one host, and the host's own name. */
   async jumpHostCertificate(req: { host: string; publicKey: PublicKey }): Promise<IssuedCertificate> {
     this.#check();
+    const target = await this.resolveHost(req.host);
+    this.jumpRequests.push(req.host);
     const now = nowSeconds();
     const serial = this.nextSerial();
+    const principals = [...new Set([req.host, target.name])];
     const cert = signCertificate(
-      { key: req.publicKey, kind: 'host', serial, keyId: `host=${req.host} jump`, principals: [req.host], validAfter: now - 60n, validBefore: now + 600n },
+      { key: req.publicKey, kind: 'host', serial, keyId: `host=${target.name} jump`, principals, validAfter: now - 60n, validBefore: now + 600n },
       keySigner(nodeCrypto, this.hostCA),
       { crypto: nodeCrypto },
     );
