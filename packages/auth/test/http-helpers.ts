@@ -67,25 +67,8 @@ export async function startTestAuth(opts: TestAuthOptions): Promise<TestAuth> {
   };
 }
 
-/**
- * Every key with its type and value, except the audit stream and rate-limit counters (which a
- * refusal is expected to change). TTLs drift, so only whether one is set.
- */
-export async function snapshot(redis: Redis): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {};
-  for (const key of (await redis.keys('*')).sort()) {
-    if (key === 'pc:{audit}:events' || key.startsWith('pc:{rate}:')) continue;
-    const type = await redis.type(key);
-    let value: unknown;
-    if (type === 'hash') value = await redis.hgetall(key);
-    else if (type === 'string') value = await redis.get(key);
-    else if (type === 'set') value = (await redis.smembers(key)).sort();
-    else if (type === 'zset') value = await redis.zrange(key, 0, -1, 'WITHSCORES');
-    else value = type;
-    out[key] = { type, value, expires: (await redis.pttl(key)) > 0 };
-  }
-  return out;
-}
+/** The audit events written after stream id `since` ('-' for all). */
+export { snapshot } from './support.js';
 
 /** The audit events written after stream id `since` ('-' for all). */
 export async function auditSince(redis: Redis, since: string): Promise<{ id: string; code: string; name: string; fields: Record<string, unknown>; actor: Record<string, unknown> }[]> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { startRedis, tempDir, type RedisHandle, type TempDir } from '@portcullis/harness';
-import { isAuthError, type AuthErrorCode } from '../src/errors.js';
+import { isAuthError } from '../src/errors.js';
 import type { SsoIdentity } from '../src/identity/claims.js';
 import { RedisInviteStore, RedisUserStore } from '../src/identity/redis-store.js';
 import {
@@ -14,31 +14,10 @@ import {
   summarizeUser,
 } from '../src/identity/users.js';
 import { secretDigest } from '../src/store/keys.js';
+import { refused, snapshot } from './support.js';
 
 const FAST = { log2N: 10, r: 8, p: 1 };
 const PASSWORD = 'a long enough passphrase';
-
-async function snapshot(redis: Redis): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {};
-  for (const key of (await redis.keys('*')).sort()) {
-    const type = await redis.type(key);
-    const value =
-      type === 'hash' ? await redis.hgetall(key)
-      : type === 'string' ? await redis.get(key)
-      : type === 'set' ? (await redis.smembers(key)).sort()
-      : type;
-    out[key] = { type, value, expires: (await redis.pttl(key)) > 0 };
-  }
-  return out;
-}
-
-async function refused(p: Promise<unknown>, code: AuthErrorCode, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isAuthError(e, code), `expected AuthError ${code}, got ${String(e)}`);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
 
 describe('pure user decisions', () => {
   test('user names are lower-cased and limited to a key- and log-safe alphabet', () => {

@@ -12,37 +12,15 @@ import {
   type TempDir,
   type TestOidcProvider,
 } from '@portcullis/harness';
-import { isAuthError, type AuthErrorCode } from '../src/errors.js';
+import { isAuthError } from '../src/errors.js';
 import { OidcLogin, type OidcSettings } from '../src/identity/oidc.js';
 import { RedisOidcStateStore } from '../src/identity/redis-store.js';
+import { refused, snapshot } from './support.js';
 
 const CLIENT = { client_id: 'portcullis', client_secret: 'test-client-secret-0123456789' };
 const WEB_CALLBACK = 'https://bastion.example/web/callback';
 const alice = { sub: 'sub-alice', username: 'alice', password: 'alice-password-1', groups: ['eng', 'oncall'], email: 'alice@example.com' };
 const bob = { sub: 'sub-bob', username: 'bob', password: 'bob-password-123', groups: ['marketing'] };
-
-/** Every key with its type and value (TTLs drift, so only whether one is set). */
-async function snapshot(redis: Redis): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {};
-  for (const key of (await redis.keys('*')).sort()) {
-    const type = await redis.type(key);
-    const value =
-      type === 'hash' ? await redis.hgetall(key)
-      : type === 'string' ? await redis.get(key)
-      : type === 'set' ? (await redis.smembers(key)).sort()
-      : type;
-    out[key] = { type, value, expires: (await redis.pttl(key)) > 0 };
-  }
-  return out;
-}
-
-async function refused(p: Promise<unknown>, code: AuthErrorCode, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isAuthError(e, code), `expected AuthError ${code}, got ${String(e)}`);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
 
 describe('OIDC login against a real oidc-provider', () => {
   let dir: TempDir;

@@ -3,32 +3,11 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Secret } from 'otpauth';
 import { startRedis, tempDir, type RedisHandle, type TempDir } from '@portcullis/harness';
-import { isAuthError, type AuthErrorCode } from '../src/errors.js';
+import { isAuthError } from '../src/errors.js';
 import { RedisInviteStore, RedisUserStore } from '../src/identity/redis-store.js';
 import { TotpAuthenticator, matchTotpStep, totpCode } from '../src/identity/totp.js';
 import { UserDirectory } from '../src/identity/users.js';
-
-async function snapshot(redis: Redis): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {};
-  for (const key of (await redis.keys('*')).sort()) {
-    const type = await redis.type(key);
-    const value =
-      type === 'hash' ? await redis.hgetall(key)
-      : type === 'string' ? await redis.get(key)
-      : type === 'set' ? (await redis.smembers(key)).sort()
-      : type;
-    out[key] = { type, value, expires: (await redis.pttl(key)) > 0 };
-  }
-  return out;
-}
-
-async function refused(p: Promise<unknown>, code: AuthErrorCode, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isAuthError(e, code), `expected AuthError ${code}, got ${String(e)}`);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+import { refused, snapshot } from './support.js';
 
 describe('TOTP codes (pure)', () => {
   test('RFC 6238 appendix B SHA-1 vectors', () => {

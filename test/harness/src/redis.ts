@@ -202,3 +202,39 @@ export function processAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** The part of an ioredis client redisSnapshot reads with (the harness has no ioredis of its own). */
+export interface SnapshotSource {
+  keys(pattern: string): Promise<string[]>;
+  type(key: string): Promise<string>;
+  get(key: string): Promise<string | null>;
+  hgetall(key: string): Promise<Record<string, string>>;
+  smembers(key: string): Promise<string[]>;
+  zrange(key: string, start: number, stop: number, withScores: 'WITHSCORES'): Promise<string[]>;
+  lrange(key: string, start: number, stop: number): Promise<string[]>;
+  xrange(key: string, start: string, end: string): Promise<[string, string[]][]>;
+  pttl(key: string): Promise<number>;
+}
+
+/**
+ * Every key with its type and readable value (so a test can also search it for a secret that
+ * must not be stored), to prove a refused request changed nothing. TTLs drift, so only whether
+ * one is set. `ignore` leaves out keys a refusal is expected to change (audit, rate counters).
+ */
+export async function redisSnapshot(redis: SnapshotSource, ignore: (key: string) => boolean = () => false): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const key of (await redis.keys('*')).sort()) {
+    if (ignore(key)) continue;
+    const type = await redis.type(key);
+    let value: unknown;
+    if (type === 'hash') value = await redis.hgetall(key);
+    else if (type === 'string') value = await redis.get(key);
+    else if (type === 'set') value = (await redis.smembers(key)).sort();
+    else if (type === 'zset') value = await redis.zrange(key, 0, -1, 'WITHSCORES');
+    else if (type === 'list') value = await redis.lrange(key, 0, -1);
+    else if (type === 'stream') value = await redis.xrange(key, '-', '+');
+    else value = type;
+    out[key] = { type, value, expires: (await redis.pttl(key)) > 0 };
+  }
+  return out;
+}
