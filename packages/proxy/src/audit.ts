@@ -15,7 +15,12 @@ export type ProxyAuditEventName =
   /** A command ran (exec, or the certificate's force-command), a shell or a subsystem started. */
   | 'session.exec'
   /** A port forward was opened or refused (-L/-D: local, -R: remote). */
-  | 'session.port_forward';
+  | 'session.port_forward'
+  /**
+   * Recording trouble (Redis or the disk failing, events spooled or lost, recovery), or a
+   * recording finished from the spool of a proxy that died: `kind` and `action` say which.
+   */
+  | 'session.recording';
 
 export type AuditValue = string | number | boolean | null | readonly string[];
 

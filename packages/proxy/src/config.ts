@@ -1,6 +1,6 @@
 import type { Certificate, CryptoBackend, SigningPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
-import type { AuthorityClient } from './authority.js';
+import type { AuthorityClient, UserAccess } from './authority.js';
 import { ProxyError } from './errors.js';
 import type { ProxyAuditEvent } from './audit.js';
 import type { ProxyMetrics } from './metrics.js';
@@ -18,8 +18,12 @@ export interface ProxyConfig {
   readonly audit?: (event: ProxyAuditEvent) => void;
   /** Counters and gauges; default a private registry (createProxyMetrics()). */
   readonly metrics?: ProxyMetrics;
-  /** One tap per proxied connection, where the recorder sits. Default: none. */
-  readonly tap?: (meta: SessionMeta) => SessionTap;
+  /**
+   * One tap per proxied connection, where the recorder sits (recording.ts). It gets the user's
+   * access as auth decided it at login, because the role chooses the recording mode and whether
+   * input is recorded. Default: none.
+   */
+  readonly tap?: (meta: SessionMeta, access: UserAccess) => SessionTap;
   /** Operational messages (start-up warnings, unexpected errors). Default: stderr. */
   readonly log?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** Milliseconds since the epoch; the clock of every decision. Default Date.now. */
@@ -117,7 +121,7 @@ export interface ResolvedConfig {
   readonly port: number;
   readonly audit: (event: ProxyAuditEvent) => void;
   readonly metrics: ProxyMetrics | undefined;
-  readonly tap: ((meta: SessionMeta) => SessionTap) | undefined;
+  readonly tap: ((meta: SessionMeta, access: UserAccess) => SessionTap) | undefined;
   readonly log: (level: 'info' | 'warn' | 'error', message: string) => void;
   readonly now: () => number;
   readonly crypto: CryptoBackend;

@@ -97,7 +97,7 @@ export function openRelay(
   let tap = NO_TAP;
   if (ctx.config.tap !== undefined) {
     try {
-      tap = ctx.config.tap({ ...identity, route });
+      tap = ctx.config.tap({ ...identity, route }, who.access);
     } catch (e) {
       ctx.config.log('error', `session tap could not be created: ${e instanceof Error ? e.message : String(e)}`);
       upstream = Promise.reject(new ProxyError('ERR_TERMINATED', 'proxy: the session recorder is unavailable; the session cannot start'));
