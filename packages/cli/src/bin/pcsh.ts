@@ -1,3 +1,5 @@
-// Entry point of `pcsh`; the commands arrive with issue 6.
-process.stderr.write('pcsh: not implemented yet\n');
-process.exitCode = 1;
+// Entry point of `pcsh`, the engineers' client.
+import { runMain } from '../common/main.js';
+import { buildPcsh } from '../pcsh/program.js';
+
+await runMain('pcsh', buildPcsh());
