@@ -10,6 +10,7 @@ import { registerAdminUserRoutes } from './routes-admin-users.js';
 import { registerHostRoutes } from './routes-hosts.js';
 import { registerLoginRoutes } from './routes-login.js';
 import { registerPublicRoutes } from './routes-public.js';
+import { registerRecordingSignRoutes } from './routes-recording-sign.js';
 import { registerSessionRoutes } from './routes-session.js';
 
 /** Small: every request body is a few fields or one role document. */
@@ -110,5 +111,6 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
   registerHostRoutes(app, ctx);
   registerAdminUserRoutes(app, ctx);
   registerAdminOpsRoutes(app, ctx);
+  registerRecordingSignRoutes(app, ctx);
   return app;
 }
