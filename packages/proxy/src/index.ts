@@ -15,3 +15,4 @@ export { effectiveStart } from './session/channels.js';
 export type { SessionStart } from './session/channels.js';
 export { pump, flushed } from './session/pump.js';
 export type { PumpEnd, PumpOptions } from './session/pump.js';
+export * from './recording.js';
