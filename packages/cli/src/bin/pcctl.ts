@@ -1,3 +1,5 @@
-// Entry point of `pcctl`; the commands arrive with issue 6.
-process.stderr.write('pcctl: not implemented yet\n');
-process.exitCode = 1;
+// Entry point of `pcctl`, the administrators' tool.
+import { runMain } from '../common/main.js';
+import { buildPcctl } from '../pcctl/program.js';
+
+await runMain('pcctl', buildPcctl());

@@ -126,7 +126,8 @@ export class AuthApi {
     const body = res.body as { error?: { code?: unknown; message?: unknown } & Record<string, unknown> } | undefined;
     const apiCode = typeof body?.error?.code === 'string' ? body.error.code : `HTTP_${res.status}`;
     let message = typeof body?.error?.message === 'string' ? body.error.message : `auth answered ${res.status} ${res.bytes.toString('utf8').slice(0, 200)}`;
-    if (apiCode === 'ERR_UNAUTHENTICATED' && this.#token !== undefined) {
+    const sessionGone = apiCode === 'ERR_UNAUTHENTICATED' || (apiCode === 'ERR_EXPIRED' && /session/i.test(message));
+    if (sessionGone && this.#token !== undefined) {
       message = `your login session at ${where(this.target.url)} has expired or was revoked; run pcsh login`;
     }
     if (apiCode === 'ERR_UNAVAILABLE') message = `auth at ${where(this.target.url)} is not ready: ${message}`;

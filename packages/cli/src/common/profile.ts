@@ -55,11 +55,15 @@ export function checkProfileName(name: string): string {
 }
 
 /** Writes through a temporary file and a rename, so a crash never leaves half a key or token. */
-export function writePrivateFile(path: string, data: string | Uint8Array): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
+  writeFileSync(tmp, data, { mode });
+  chmodSync(tmp, mode);
   renameSync(tmp, path);
+}
+
+export function writePrivateFile(path: string, data: string | Uint8Array): void {
+  writeFileAtomic(path, data, 0o600);
 }
 
 function ensurePrivateDir(path: string): void {
