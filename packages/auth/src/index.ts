@@ -16,3 +16,5 @@ export * from './revocation/index.js';
 export * from './config/load.js';
 export * from './service.js';
 export * from './http/client.js';
+export { loadOrCreateTls, certificatePins } from './http/tls.js';
+export type { TlsMaterial, TlsOptions } from './http/tls.js';

@@ -5,7 +5,8 @@ import { normalizeUsername, summarizeUser } from '../identity/users.js';
 import type { User } from '../identity/store.js';
 import { combineRoles } from '../roles/policy.js';
 import { findLock, listLocks, lockedError } from '../revocation/locks.js';
-import { MAX_LOGIN_SESSION_TTL, createLoginSession, type LoginMethod } from '../sessions/login-session.js';
+import { hasWebauthnCredentials } from '../identity/webauthn.js';
+import { MAX_LOGIN_SESSION_TTL, createLoginSession, type LoginMethod, type MfaMethod } from '../sessions/login-session.js';
 import { type ApiContext, auditAs, setActor, withResponseFields } from './context.js';
 import { createMfaTicket, readMfaTicket, spendMfaTicket } from './mfa-ticket.js';
 import { countAttempt } from './rate-limit.js';
@@ -46,37 +47,39 @@ function tryNormalize(name: string): string | undefined {
  * second factor is demanded (checked now when the client sent a code, else a ticket to finish
  * with); then the login session, as long as the shortest login_session_ttl of the user's roles.
  */
-async function completeLogin(
+export async function completeLogin(
   ctx: ApiContext,
   request: FastifyRequest,
   user: User,
   method: LoginMethod,
-  mfa: { readonly code?: string; readonly verified?: boolean },
+  mfa: { readonly code?: string; readonly verified?: MfaMethod },
 ): Promise<Record<string, unknown>> {
   const now = ctx.clock();
   setActor(request, 'user', user.name);
   const lock = findLock(await listLocks(ctx.redis, now), { user: user.name, roles: user.roles }, now);
   if (lock !== undefined) throw lockedError(lock);
-  let mfaVerified = mfa.verified === true;
-  if (user.totp !== undefined && !mfaVerified) {
-    if (mfa.code === undefined) {
+  let mfaMethod = mfa.verified;
+  const factors: MfaMethod[] = [...(user.totp !== undefined ? ['totp' as const] : []), ...((await hasWebauthnCredentials(ctx.redis, user.name)) ? ['webauthn' as const] : [])];
+  if (factors.length > 0 && mfaMethod === undefined) {
+    if (mfa.code === undefined || user.totp === undefined) {
       const { ticket, expiresAt } = await createMfaTicket(ctx.redis, user.name, method, now);
-      const e = new AuthError('ERR_MFA_REQUIRED', `a second factor is required for ${user.name}: POST /v1/login/mfa with the ticket and a TOTP code`);
-      throw withResponseFields(e, { ticket, methods: ['totp'], expires_at: iso(expiresAt) });
+      const e = new AuthError('ERR_MFA_REQUIRED', `a second factor is required for ${user.name}: POST /v1/login/mfa with the ticket and a TOTP code, or /v1/login/mfa/webauthn`);
+      throw withResponseFields(e, { ticket, methods: factors, expires_at: iso(expiresAt) });
     }
     await countTotp(ctx, request, user.name);
     await ctx.totp.verify(user.name, mfa.code);
-    mfaVerified = true;
+    mfaMethod = 'totp';
   }
+  const mfaVerified = mfaMethod !== undefined;
   const roles = await ctx.roles.getRoles(user.roles);
   const policyTtl = roles.length === 0 ? ROLELESS_SESSION_TTL : combineRoles(roles, { username: user.name, claims: user.claims }).loginSessionTtl;
   const ttlSeconds = Math.max(60, Math.min(policyTtl, MAX_LOGIN_SESSION_TTL));
   const { token, session } = await createLoginSession(
     ctx.redis,
-    { user: user.name, method, mfaVerified, ...(mfaVerified ? { mfaMethod: 'totp' as const } : {}), ttlSeconds, sourceAddress: address(request) },
+    { user: user.name, method, mfaVerified, ...(mfaMethod === undefined ? {} : { mfaMethod }), ttlSeconds, sourceAddress: address(request) },
     now,
   );
-  await auditAs(ctx, request, 'user.login', { method, mfa: mfaVerified ? 'totp' : 'none', sessionId: session.id.slice(0, 16), roles: user.roles });
+  await auditAs(ctx, request, 'user.login', { method, mfa: mfaMethod ?? 'none', sessionId: session.id.slice(0, 16), roles: user.roles });
   return {
     token,
     expires_at: iso(session.expiresAt),
@@ -160,6 +163,6 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: ApiContext): void
     if (!(await spendMfaTicket(ctx.redis, body.ticket))) throw new AuthError('ERR_UNAUTHENTICATED', 'the MFA ticket was already used; log in again');
     const user = await ctx.users.getUser(ticket.user);
     if (user === undefined || user.status !== 'active') throw new AuthError('ERR_FORBIDDEN', `user ${ticket.user} is disabled or gone`);
-    return completeLogin(ctx, request, user, ticket.method, { verified: true });
+    return completeLogin(ctx, request, user, ticket.method, { verified: 'totp' });
   });
 }

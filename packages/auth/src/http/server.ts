@@ -9,9 +9,12 @@ import { registerAdminOpsRoutes } from './routes-admin-ops.js';
 import { registerAdminUserRoutes } from './routes-admin-users.js';
 import { registerHostRoutes } from './routes-hosts.js';
 import { registerLoginRoutes } from './routes-login.js';
+import { registerProxyAccessRoutes } from './routes-proxy-access.js';
 import { registerPublicRoutes } from './routes-public.js';
 import { registerRecordingSignRoutes } from './routes-recording-sign.js';
 import { registerSessionRoutes } from './routes-session.js';
+import { registerWebauthnRoutes } from './routes-webauthn.js';
+import type { WebauthnRelyingParty } from '../identity/webauthn.js';
 
 /** Small: every request body is a few fields or one role document. */
 export const BODY_LIMIT = 64 * 1024;
@@ -21,6 +24,8 @@ export interface ApiServerOptions {
   readonly tls: Pick<TlsMaterial, 'cert' | 'key'>;
   /** Reports readiness for GET /v1/ready. */
   readonly ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
+  /** WebAuthn's relying party; default: the public URL's host name, any https port on it. */
+  readonly webauthn?: WebauthnRelyingParty;
 }
 
 /** The audit event for a refusal: by what went wrong first, by where it happened second. */
@@ -108,7 +113,9 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
   registerPublicRoutes(app, ctx, opts.ready);
   registerLoginRoutes(app, ctx);
   registerSessionRoutes(app, ctx);
+  registerWebauthnRoutes(app, ctx, opts.webauthn);
   registerHostRoutes(app, ctx);
+  registerProxyAccessRoutes(app, ctx);
   registerAdminUserRoutes(app, ctx);
   registerAdminOpsRoutes(app, ctx);
   registerRecordingSignRoutes(app, ctx);

@@ -1,0 +1,10 @@
+export * from './errors.js';
+export * from './config.js';
+export { WebGateway } from './gateway.js';
+export type { WebGatewayOptions, WebGatewayInfo } from './gateway.js';
+export { buildAppAssets } from './assets.js';
+export type { AppAssets } from './assets.js';
+export { checkCsrf, originAllowed, CSRF_HEADER } from './csrf.js';
+export type { CsrfInput, CsrfVerdict } from './csrf.js';
+export { SESSION_COOKIE } from './cookies.js';
+export * from '../shared/protocol.js';
