@@ -214,6 +214,16 @@ test('jump host certificate: the target names, minutes long', () => {
   refused(decideJumpHostCertificate({ host: { name: 'web01' }, publicKey: ed, now: NOW, requestId: 'j', lifetimeSeconds: 7200 }), 'ERR_BAD_REQUEST', 'bad_request');
 });
 
+test('jump host certificate: the name the client typed is a principal too (its ssh checks that one)', () => {
+  const host = { name: 'web01.example.com', names: ['web01.example.com', '10.0.0.5'] };
+  const c = value(decideJumpHostCertificate({ host, requested: 'WEB01', publicKey: ed, now: NOW, requestId: 'j2' }));
+  // The inventory name stays first: the key id names it.
+  assert.deepEqual(c.principals, ['web01.example.com', 'web01', '10.0.0.5']);
+  assert.equal(c.keyId, 'host=web01.example.com req=j2');
+  const exact = value(decideJumpHostCertificate({ host, requested: '10.0.0.5', publicKey: ed, now: NOW, requestId: 'j3' }));
+  assert.deepEqual(exact.principals, ['web01.example.com', '10.0.0.5']);
+});
+
 test('decisions are pure: same input, same output', () => {
   assert.deepEqual(decideUserCertificate(base), decideUserCertificate(base));
   assert.throws(() => decideUserCertificate({ ...base, now: Number.NaN }), TypeError);

@@ -278,10 +278,11 @@ spec:
     await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine }), (e) => isAuthError(e, 'ERR_LOCKED'));
     await removeLock(fx.redis, loginLock.id);
 
-    // The jump-host certificate names the target, for the proxy's own host key.
+    // The jump-host certificate names the target, for the proxy's own host key, under its
+    // inventory name and the short name the client typed (which the client's ssh checks).
     const jump = await issueJumpHostCertificate(fx.deps(), { proxy: proxy.host, host: 'web01', publicKey: proxyHost.publicLine });
     assert.equal(jump.certificate.kind, 'host');
-    assert.deepEqual(jump.principals, ['web01.example.com', '127.0.0.1', 'localhost']);
+    assert.deepEqual(jump.principals, ['web01.example.com', 'web01', '127.0.0.1', 'localhost']);
     assert.ok(jump.validBefore - jump.validAfter <= 11 * 60_000);
 
     // Removing the proxy retires its credential.

@@ -309,6 +309,11 @@ export function decideHostCertificate(r: HostCertificateRequest): Decision<Certi
 export interface JumpHostCertificateRequest {
   /** The target the proxy stands in for. */
   readonly host: { readonly name: string; readonly names?: readonly string[] };
+  /**
+   * The name as the client typed it (`web01` for `web01.example.com`), which its ssh checks the
+   * certificate against; resolved to `host` by the caller. Added to the principals.
+   */
+  readonly requested?: string;
   /** The proxy's host key. */
   readonly publicKey: PublicKey;
   readonly now: number;
@@ -326,7 +331,8 @@ export function decideJumpHostCertificate(r: JumpHostCertificateRequest): Decisi
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_JUMP_HOST_CERT_TTL) {
     return refuse('ERR_BAD_REQUEST', 'bad_request', `"lifetimeSeconds" expected an integer in 60..${MAX_JUMP_HOST_CERT_TTL}, got ${ttl}`);
   }
-  return hostDraft(r.host.name, r.host.names ?? [], r.publicKey, r.now, ttl, r.requestId);
+  const names = [...(r.requested === undefined ? [] : [r.requested]), ...(r.host.names ?? [])];
+  return hostDraft(r.host.name, names, r.publicKey, r.now, ttl, r.requestId);
 }
 
 function hostDraft(hostname: string, names: readonly string[], publicKey: PublicKey, nowMs: number, ttl: number, requestId: string): Decision<CertificateDraft> {

@@ -208,6 +208,7 @@ export async function issueJumpHostCertificate(deps: IssuerDeps, req: JumpHostRe
       const draft = decided(
         decideJumpHostCertificate({
           host: { name: host.name, names: host.names },
+          requested: req.host,
           publicKey: key,
           now,
           requestId,
