@@ -15,4 +15,7 @@ export { effectiveStart } from './session/channels.js';
 export type { SessionStart } from './session/channels.js';
 export { pump, flushed } from './session/pump.js';
 export type { PumpEnd, PumpOptions } from './session/pump.js';
+export * from './authority-http.js';
+export { PinnedHttps, normalizeFingerprint } from './pinned-https.js';
+export type { PinnedHttpsOptions, HttpAnswer, HttpCall } from './pinned-https.js';
 export * from './recording.js';

@@ -1,6 +1,7 @@
 import type { AcceptConnection, ClientChannel, PseudoTtyInfo, PseudoTtyOptions, ServerChannel, Session } from 'ssh2';
 import { envAllowed } from '../config.js';
 import { identityFields } from '../audit.js';
+import { noBackChannels, onAgentRequest, onX11Request, upstreamBackChannelOptions } from './agent-x11.js';
 import { flushed, pump } from './pump.js';
 import type { Relay } from './relay.js';
 
@@ -42,6 +43,7 @@ export function relaySession(relay: Relay, accept: AcceptConnection<Session>): v
   void relay.tapEvent({ type: 'open', channel: ch, kind: 'session' });
   let pty: PseudoTtyInfo | undefined;
   const env: Record<string, string> = {};
+  const backChannels = noBackChannels();
   let upstream: ClientChannel | undefined;
   let started = false;
   let closed = false;
@@ -86,16 +88,9 @@ export function relaySession(relay: Relay, accept: AcceptConnection<Session>): v
     void relay.tapEvent({ type: 'signal', channel: ch, name: info.name });
     ok?.();
   });
-  // Forwarding the agent or X11 needs channels opened from the target back to the client,
-  // which this relay does not carry yet: refused whatever the certificate allows.
-  session.on('x11', (_ok, no) => {
-    refused('x11', relay.policy.x11Forwarding ? 'x11-req (not supported by the proxy yet)' : 'x11-req (not permitted)');
-    no?.();
-  });
-  session.on('auth-agent', (_ok, no) => {
-    refused('agent', relay.policy.agentForwarding ? 'agent forwarding (not supported by the proxy yet)' : 'agent forwarding (not permitted)');
-    no?.();
-  });
+  // Granted from the policy here, repeated to the target with the start request (agent-x11.ts).
+  session.on('x11', (ok, no, info) => (started ? no?.() : onX11Request(relay, backChannels, ok, no, info)));
+  session.on('auth-agent', (ok, no) => (started ? no?.() : onAgentRequest(relay, backChannels, ok, no)));
 
   const begin = (acceptStart: AcceptConnection<ServerChannel>, asked: SessionStart): void => {
     if (started) return;
@@ -135,7 +130,7 @@ export function relaySession(relay: Relay, accept: AcceptConnection<Session>): v
         forcedCommand: relay.policy.forceCommand,
         pty: pty !== undefined,
       });
-      upstream = await openUpstream(up.client, start, pty, { ...env, ...forcedEnv });
+      upstream = await openUpstream(up.client, start, pty, { ...env, ...forcedEnv }, upstreamBackChannelOptions(relay, up.client, backChannels));
     } catch (e) {
       const message = e instanceof Error ? e.message.replace(/^proxy: /, '') : String(e);
       channel.stderr.write(`portcullis: ${message}\r\n`);
@@ -167,6 +162,7 @@ function openUpstream(
   start: SessionStart,
   pty: PseudoTtyInfo | undefined,
   env: Record<string, string>,
+  back: ReturnType<typeof upstreamBackChannelOptions>,
 ): Promise<ClientChannel> {
   const ptyOptions: PseudoTtyOptions | undefined =
     pty === undefined ? undefined : { term: pty.term, cols: pty.cols, rows: pty.rows, width: pty.width, height: pty.height, modes: pty.modes };
@@ -179,10 +175,10 @@ function openUpstream(
     try {
       switch (start.kind) {
         case 'shell':
-          client.shell(ptyOptions ?? false, hasEnv ? { env } : {}, done);
+          client.shell(ptyOptions ?? false, { ...back, ...(hasEnv ? { env } : {}) }, done);
           break;
         case 'exec':
-          client.exec(start.command, { ...(ptyOptions === undefined ? {} : { pty: ptyOptions }), ...(hasEnv ? { env } : {}) }, done);
+          client.exec(start.command, { ...back, ...(ptyOptions === undefined ? {} : { pty: ptyOptions }), ...(hasEnv ? { env } : {}) }, done);
           break;
         case 'subsystem':
           client.subsys(start.name, done);

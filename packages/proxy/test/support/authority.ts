@@ -125,7 +125,7 @@ export class StandInAuthority implements AuthorityClient {
         principals: [req.login],
         validAfter: now - 60n,
         validBefore: now + 60n,
-        ...optionsFromPermissions({ ...NO_PERMISSIONS, pty: true, portForwarding: access.portForwarding, agentForwarding: access.agentForwarding }),
+        ...optionsFromPermissions({ ...NO_PERMISSIONS, pty: true, portForwarding: access.portForwarding, agentForwarding: access.agentForwarding, x11Forwarding: access.x11Forwarding }),
       },
       keySigner(nodeCrypto, this.userCA),
       { crypto: nodeCrypto },
