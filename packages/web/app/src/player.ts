@@ -194,6 +194,8 @@ export async function playerPage(id: string, parent: HTMLElement): Promise<Page>
   const viewer = createViewer(screenBox, meta.cols ?? 80, meta.rows ?? 24);
   const term = viewer.term;
   await fetchPage({});
+  // What the session showed at its first moment (the login banner), before play is pressed.
+  while (queue.length > 0 && itemTime(queue[0]!) <= 0) apply(queue.shift()!);
   showTime();
   return {
     node,
