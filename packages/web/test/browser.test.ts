@@ -166,7 +166,7 @@ describe('the browser app in Chromium', () => {
     const seekTo = async (ms: number): Promise<EventsPage> => {
       const response = page.waitForResponse((r) => r.url().includes(`/events?from_ms=${ms}`));
       await page.$eval('#seek', (el, v) => {
-        (el as HTMLInputElement).value = String(v);
+        (el as unknown as { value: string }).value = String(v);
         el.dispatchEvent(new Event('change'));
       }, ms);
       return (await (await response).json()) as EventsPage;
