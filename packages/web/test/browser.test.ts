@@ -27,7 +27,8 @@ async function screenText(page: Page, box: string): Promise<string> {
 
 async function waitForScreen(page: Page, box: string, pred: (text: string) => boolean, what: string): Promise<string> {
   let text = '';
-  for (let i = 0; i < 100; i++) {
+  // Ten seconds: CI runs other suites beside this one on two cores.
+  for (let i = 0; i < 200; i++) {
     text = await screenText(page, box).catch(() => '');
     if (pred(text)) return text;
     await page.waitForTimeout(50);
