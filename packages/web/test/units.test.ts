@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseWebConfig, gatewayOrigins } from '../src/config.js';
 import { SESSION_COOKIE, readCookie, sessionCookie } from '../src/cookies.js';
-import { checkCsrf } from '../src/csrf.js';
+import { checkCsrf, type CsrfInput } from '../src/csrf.js';
 import { sessionTtl, type BrowserSession } from '../src/browser-session.js';
 import { LIVE_PROTOCOL, TerminalChannel, parseLiveMessage } from '../shared/protocol.js';
 
@@ -12,11 +12,11 @@ const ORIGINS = ['https://bastion.example.com:3080'];
 const TOKEN = 'a'.repeat(43);
 
 test('CSRF: safe methods pass; a POST needs our origin (or same-origin fetch metadata) and the token', () => {
-  const base = { method: 'POST', origin: ORIGINS[0], secFetchSite: undefined, token: TOKEN, expectedToken: TOKEN };
+  const base: CsrfInput = { method: 'POST', origin: ORIGINS[0], secFetchSite: undefined, token: TOKEN, expectedToken: TOKEN };
   assert.deepEqual(checkCsrf({ ...base, method: 'GET', origin: 'https://evil.example', token: undefined }, ORIGINS), { ok: true });
   assert.deepEqual(checkCsrf(base, ORIGINS), { ok: true });
   assert.deepEqual(checkCsrf({ ...base, origin: undefined, secFetchSite: 'same-origin' }, ORIGINS), { ok: true });
-  const refusals: [Partial<typeof base> & Record<string, unknown>, RegExp][] = [
+  const refusals: [{ [K in keyof CsrfInput]?: CsrfInput[K] | undefined }, RegExp][] = [
     [{ origin: 'https://evil.example' }, /origin https:\/\/evil\.example/],
     [{ origin: 'https://bastion.example.com' }, /not this gateway's/],
     [{ origin: undefined }, /neither its Origin/],
@@ -27,7 +27,7 @@ test('CSRF: safe methods pass; a POST needs our origin (or same-origin fetch met
     [{ expectedToken: undefined }, /no session/],
   ];
   for (const [change, reason] of refusals) {
-    const v = checkCsrf({ ...base, ...change } as Parameters<typeof checkCsrf>[0], ORIGINS);
+    const v = checkCsrf({ ...base, ...change } as CsrfInput, ORIGINS);
     assert.equal(v.ok, false, JSON.stringify(change));
     assert.match(v.ok ? '' : v.reason, reason);
   }
