@@ -1,6 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parsePublicKeyText, parseSignature, verifySignature } from '@portcullis/cert-core';
 import type { CryptoBackend, PublicKey, SshSignature } from '@portcullis/cert-core';
@@ -20,6 +18,8 @@ import { Counter, type Registry } from 'prom-client';
 import type { UserAccess } from './authority.js';
 import type { AuditValue, ProxyAuditEvent } from './audit.js';
 import { identityFields } from './audit.js';
+import { ProxyError } from './errors.js';
+import { PinnedHttps, apiError, jsonOf } from './pinned-https.js';
 import type { SessionMeta, SessionTap } from './session/tap.js';
 
 /**
@@ -313,72 +313,33 @@ export interface HttpSignatureServiceOptions {
   readonly timeoutMs?: number;
 }
 
-/**
- * POST /v1/proxy/recordings/sign over TLS pinned to auth's certificate. The pin is checked on the
- * finished handshake, before the credential is written, as auth's own client does.
- */
-export function httpSignatureService(o: HttpSignatureServiceOptions): RecordingSignatureService {
-  const url = new URL('/v1/proxy/recordings/sign', o.url);
-  if (url.protocol !== 'https:') throw new TypeError(`recording signer: auth url expected https://, got ${JSON.stringify(o.url)}`);
-  const pin = o.fingerprint.replace(/^sha256:/i, '').replace(/:/g, '').toUpperCase();
-  if (!/^[0-9A-F]{64}$/.test(pin)) throw new TypeError(`recording signer: "fingerprint" expected 32 bytes of hex, got ${JSON.stringify(o.fingerprint)}`);
-  const timeoutMs = o.timeoutMs ?? 10_000;
+/** POST /v1/proxy/recordings/sign over the proxy's TLS connection to auth, pinned by fingerprint. */
+export function httpSignatureService(o: HttpSignatureServiceOptions): RecordingSignatureService & { close(): void } {
+  const http = new PinnedHttps({ url: o.url, fingerprint: o.fingerprint, ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }) });
+  const what = 'signing a recording';
   return {
     async signRecording(payload) {
-      const socket = await pinnedSocket(url, pin.match(/../g)!.join(':'), timeoutMs);
-      const body = JSON.stringify({ payload: Buffer.from(payload).toString('base64') });
-      const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-        const req = httpsRequest(
-          url,
-          {
-            method: 'POST',
-            createConnection: () => socket,
-            headers: { authorization: `Bearer ${o.credential}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-            timeout: timeoutMs,
-          },
-          (r) => {
-            const chunks: Buffer[] = [];
-            r.on('data', (c: Buffer) => chunks.push(c));
-            r.on('end', () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-            r.on('error', reject);
-          },
-        );
-        req.on('timeout', () => req.destroy(new Error(`auth did not answer within ${timeoutMs} ms`)));
-        req.on('error', reject);
-        req.end(body);
+      const a = await http.request({
+        method: 'POST',
+        path: '/v1/proxy/recordings/sign',
+        json: { payload: Buffer.from(payload).toString('base64') },
+        headers: { authorization: `Bearer ${o.credential}` },
       });
-      if (res.status !== 200) throw new Error(`auth refused to sign the recording: ${res.status} ${res.text.slice(0, 300)}`);
-      const parsed = JSON.parse(res.text) as { signature?: unknown; public_key?: unknown };
-      if (typeof parsed.signature !== 'string' || typeof parsed.public_key !== 'string') throw new Error('auth answered without signature and public_key');
+      if (a.status !== 200) {
+        const e = apiError(a);
+        throw new ProxyError('ERR_AUTHORITY_UNAVAILABLE', `proxy: ${what}: auth answered ${a.status} ${e.code}: ${e.message}`);
+      }
+      const b = jsonOf(a, what) as { signature?: unknown; public_key?: unknown };
+      if (typeof b.signature !== 'string' || typeof b.public_key !== 'string') {
+        throw new ProxyError('ERR_AUTHORITY_UNAVAILABLE', `proxy: ${what}: auth answered without "signature" and "public_key"`);
+      }
       return {
-        signature: parseSignature(new Uint8Array(Buffer.from(parsed.signature, 'base64')), 'recording signature from auth'),
-        publicKey: parsePublicKeyText(parsed.public_key, 'recording key from auth').key,
+        signature: parseSignature(new Uint8Array(Buffer.from(b.signature, 'base64')), 'recording signature from auth'),
+        publicKey: parsePublicKeyText(b.public_key, 'recording key from auth').key,
       };
     },
+    close: () => http.close(),
   };
-}
-
-function pinnedSocket(url: URL, fingerprint: string, timeoutMs: number): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    // Trust is the pin, checked below; auth's certificate is self-made, so no chain to check.
-    const socket = tlsConnect({ host, port: Number(url.port || 443), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...(/^[\d.]+$|:/.test(host) ? {} : { servername: host }) });
-    const timer = setTimeout(() => socket.destroy(new Error(`TLS handshake with ${url.host} timed out`)), timeoutMs);
-    socket.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    socket.once('secureConnect', () => {
-      clearTimeout(timer);
-      const presented = socket.getPeerCertificate().fingerprint256;
-      if (presented !== fingerprint) {
-        socket.destroy();
-        reject(new Error(`auth at ${url.host} presented certificate ${presented}, not the pinned ${fingerprint}`));
-        return;
-      }
-      resolve(socket);
-    });
-  });
 }
 
 const METRIC_HELP: Readonly<Record<RecordingMetricName, readonly [string, readonly string[]]>> = {

@@ -1,0 +1,316 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseCertificateText, parsePrivateKey } from '@portcullis/cert-core';
+import type { SigningPrivateKey } from '@portcullis/cert-core';
+import type { ProxyAuditEvent } from './audit.js';
+import type { AuthorityClient } from './authority.js';
+import { HttpAuthority } from './authority-http.js';
+import type { ProxyHostKey } from './config.js';
+import { ProxyError } from './errors.js';
+import { createProxyMetrics } from './metrics.js';
+import { httpSignatureService, startSessionRecording } from './recording.js';
+import type { RecordingSignatureService, SessionRecording } from './recording.js';
+import { startProxy, type RunningProxy } from './server.js';
+
+/*
+ * The proxy as a service: node --import tsx packages/proxy/src/main.ts --config proxy.yaml
+ * (`portcullis start` calls startProxyService the same way). One process: the SSH listener,
+ * the recorder wiring, an optional metrics listener. Exit codes: 0 after a clean stop on
+ * SIGINT/SIGTERM, 2 for a bad command line or config, 1 when the service could not start.
+ */
+
+const duration = z.union([z.number().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v * 1000;
+  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$/.exec(v.trim());
+  if (!m || v.trim() === '') {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration like 500ms, 60s, 5m or 90d` });
+    return z.NEVER;
+  }
+  const [d, h, mi, s, ms] = m.slice(1).map((x) => Number(x ?? 0)) as [number, number, number, number, number];
+  return (((d * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms;
+});
+
+const configSchema = z.strictObject({
+  /** Spool files, the credential and host keys live here; relative paths below are against it. */
+  state_dir: z.string().min(1),
+  name: z.string().min(1).max(253).optional(),
+  listen: z.string().default('0.0.0.0:3022'),
+  host_keys: z.array(z.strictObject({ private_key: z.string().min(1), certificate: z.string().min(1) })).min(1).optional(),
+  redis: z.strictObject({ url: z.string().min(1) }),
+  auth: z
+    .strictObject({
+      url: z.string().url(),
+      fingerprint: z.string().min(1),
+      credential_file: z.string().min(1).optional(),
+    })
+    .optional(),
+  recording: z
+    .strictObject({
+      spool_dir: z.string().min(1).optional(),
+      retention: duration.optional(),
+      upload_interval: duration.default(60_000),
+      spool_fsync: z.enum(['always', 'interval', 'never']).default('interval'),
+    })
+    .default({ upload_interval: 60_000, spool_fsync: 'interval' }),
+  metrics: z.strictObject({ listen: z.string().min(1) }).optional(),
+  drain_grace: duration.default(30_000),
+});
+
+/** The config file, checked, with paths made absolute and durations in milliseconds. */
+export interface ProxyServiceConfig {
+  readonly stateDir: string;
+  readonly name: string | undefined;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly hostKeys: readonly { readonly privateKey: string; readonly certificate: string }[];
+  readonly redisUrl: string;
+  readonly auth: { readonly url: string; readonly fingerprint: string; readonly credentialFile: string } | undefined;
+  readonly recording: {
+    readonly spoolDir: string;
+    readonly retentionMs: number | undefined;
+    readonly uploadIntervalMs: number;
+    readonly spoolFsync: 'always' | 'interval' | 'never';
+  };
+  readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
+  readonly drainGraceMs: number;
+}
+
+function hostPort(s: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new ProxyError('ERR_CONFIG', `proxy config: ${what} expected host:port, got ${JSON.stringify(s)}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/** Checks a parsed config document; `baseDir` resolves a relative state_dir (the file's directory). */
+export function parseProxyServiceConfig(doc: unknown, baseDir = process.cwd()): ProxyServiceConfig {
+  const r = configSchema.safeParse(doc ?? {});
+  if (!r.success) {
+    const problems = r.error.issues.slice(0, 5).map((i) =>
+      i.code === 'unrecognized_keys' ? `unknown key ${[...i.path, ...i.keys].join('.')}` : `${i.path.join('.') || 'config'}: ${i.message}`,
+    );
+    throw new ProxyError('ERR_CONFIG', `proxy config: ${problems.join('; ')}`);
+  }
+  const c = r.data;
+  const stateDir = resolve(baseDir, c.state_dir);
+  const inState = (p: string): string => (isAbsolute(p) ? p : join(stateDir, p));
+  return {
+    stateDir,
+    name: c.name,
+    listen: hostPort(c.listen, 'listen'),
+    hostKeys: (c.host_keys ?? [{ private_key: 'host_key', certificate: 'host_key-cert.pub' }]).map((k) => ({
+      privateKey: inState(k.private_key),
+      certificate: inState(k.certificate),
+    })),
+    redisUrl: c.redis.url,
+    auth: c.auth === undefined ? undefined : { url: c.auth.url, fingerprint: c.auth.fingerprint, credentialFile: inState(c.auth.credential_file ?? 'credential') },
+    recording: {
+      spoolDir: inState(c.recording.spool_dir ?? 'recordings'),
+      retentionMs: c.recording.retention,
+      uploadIntervalMs: c.recording.upload_interval,
+      spoolFsync: c.recording.spool_fsync,
+    },
+    metricsListen: c.metrics === undefined ? undefined : hostPort(c.metrics.listen, 'metrics.listen'),
+    drainGraceMs: c.drain_grace,
+  };
+}
+
+export function loadProxyServiceConfig(path: string): ProxyServiceConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ProxyError('ERR_CONFIG', `proxy config: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return parseProxyServiceConfig(doc, dirname(resolve(path)));
+}
+
+/** What the service takes from outside the config file; tests replace auth with a stand-in. */
+export interface ProxyServiceDeps {
+  /** Default: auth's HTTP API with the config's url, pin and credential. */
+  readonly authority?: AuthorityClient;
+  /** Default: auth signs over HTTP; recordings are unsigned only when there is no auth section. */
+  readonly signatures?: RecordingSignatureService;
+  /** Default: one JSON line per event on stdout, for the log shipper. */
+  readonly audit?: (event: ProxyAuditEvent) => void;
+  readonly log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+export interface RunningProxyService {
+  readonly proxy: RunningProxy;
+  readonly recording: SessionRecording;
+  readonly metricsPort: number | undefined;
+  /** Drains sessions (drain_grace), finishes their recordings, closes Redis. */
+  stop(): Promise<void>;
+}
+
+function readHostKey(k: { privateKey: string; certificate: string }): ProxyHostKey {
+  try {
+    const parsed = parsePrivateKey(readFileSync(k.privateKey, 'utf8'));
+    const { cert } = parseCertificateText(readFileSync(k.certificate, 'utf8'), k.certificate);
+    return { privateKey: parsed.key as SigningPrivateKey, certificate: cert };
+  } catch (e) {
+    throw new ProxyError('ERR_CONFIG', `proxy config: host key ${k.privateKey} / ${k.certificate}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+function stderrLog(level: 'info' | 'warn' | 'error', message: string): void {
+  process.stderr.write(`portcullis proxy ${level}: ${message}\n`);
+}
+
+export async function startProxyService(config: ProxyServiceConfig, deps: ProxyServiceDeps = {}): Promise<RunningProxyService> {
+  const log = deps.log ?? stderrLog;
+  const audit = deps.audit ?? ((e: ProxyAuditEvent) => void process.stdout.write(`${JSON.stringify({ audit: e })}\n`));
+  const hostKeys = config.hostKeys.map(readHostKey);
+  const credential = (): string => {
+    if (config.auth === undefined) throw new ProxyError('ERR_CONFIG', 'proxy config: an auth section is required (url, fingerprint, credential_file)');
+    try {
+      return readFileSync(config.auth.credentialFile, 'utf8').trim();
+    } catch (e) {
+      throw new ProxyError('ERR_CONFIG', `proxy config: cannot read the service credential: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  let authority = deps.authority;
+  let ownAuthority: HttpAuthority | undefined;
+  if (authority === undefined) {
+    ownAuthority = new HttpAuthority({ url: config.auth!.url, fingerprint: config.auth!.fingerprint, credential: credential(), log });
+    authority = ownAuthority;
+  }
+  let signatures = deps.signatures;
+  let ownSignatures: { close(): void } | undefined;
+  if (signatures === undefined && config.auth !== undefined) {
+    const s = httpSignatureService({ url: config.auth.url, fingerprint: config.auth.fingerprint, credential: credential() });
+    ownSignatures = s;
+    signatures = s;
+  }
+  if (signatures === undefined) log('warn', 'recordings will not be signed: no auth section in the config');
+
+  // One failed attempt per command: the recorder has its own timeouts and falls back to the
+  // spool (best effort) or ends the session (strict); ioredis keeps reconnecting behind it.
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 100, 2_000), connectTimeout: 5_000 });
+  let lastRedisError = '';
+  redis.on('error', (e: Error) => {
+    if (e.message !== lastRedisError) log('warn', `redis: ${e.message}`);
+    lastRedisError = e.message;
+  });
+  redis.on('ready', () => (lastRedisError = ''));
+
+  const metrics = createProxyMetrics();
+  let recording: SessionRecording | undefined;
+  let metricsServer: Server | undefined;
+  try {
+    recording = await startSessionRecording({
+      redis,
+      spoolDir: config.recording.spoolDir,
+      uploadIntervalMs: config.recording.uploadIntervalMs,
+      spoolFsync: config.recording.spoolFsync,
+      registry: metrics.registry,
+      audit,
+      log,
+      ...(signatures === undefined ? {} : { signatures }),
+      ...(config.recording.retentionMs === undefined ? {} : { retentionMs: config.recording.retentionMs }),
+    });
+    const proxy = await startProxy({
+      authority,
+      hostKeys,
+      listen: config.listen,
+      audit,
+      metrics,
+      tap: recording.tap,
+      log,
+      ...(config.name === undefined ? {} : { name: config.name }),
+      timeouts: { drainGraceMs: config.drainGraceMs },
+    });
+    let metricsPort: number | undefined;
+    if (config.metricsListen !== undefined) {
+      const server = createServer((req, res) => {
+        if (req.url !== '/metrics') return void res.writeHead(404).end();
+        metrics.text().then(
+          (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
+      });
+      metricsServer = server;
+      await new Promise<void>((ok, fail) => server.once('error', fail).listen(config.metricsListen!.port, config.metricsListen!.host, ok));
+      const a = server.address();
+      metricsPort = typeof a === 'object' && a !== null ? a.port : undefined;
+    }
+    const rec = recording;
+    let stopping: Promise<void> | undefined;
+    return {
+      proxy,
+      recording: rec,
+      metricsPort,
+      stop: () =>
+        (stopping ??= (async () => {
+          await proxy.stop();
+          await rec.stop();
+          metricsServer?.close();
+          ownAuthority?.close();
+          ownSignatures?.close();
+          await redis.quit().catch(() => redis.disconnect());
+        })()),
+    };
+  } catch (e) {
+    await recording?.stop({ graceMs: 0 });
+    metricsServer?.close();
+    ownAuthority?.close();
+    ownSignatures?.close();
+    redis.disconnect();
+    throw e;
+  }
+}
+
+const USAGE = 'usage: main.ts --config <proxy.yaml>';
+
+/** The command line: starts the service and runs until SIGINT/SIGTERM; resolves to the exit code. */
+export async function runMain(argv: readonly string[], deps: ProxyServiceDeps = {}): Promise<number> {
+  let configPath: string;
+  try {
+    const { values } = parseArgs({ args: [...argv], options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    if (values.help === true) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    if (values.config === undefined) throw new Error('--config is required');
+    configPath = values.config;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  let service: RunningProxyService;
+  try {
+    service = await startProxyService(loadProxyServiceConfig(configPath), deps);
+  } catch (e) {
+    process.stderr.write(`proxy: cannot start: ${e instanceof Error ? e.message : String(e)}\n`);
+    return e instanceof ProxyError && e.code === 'ERR_CONFIG' ? 2 : 1;
+  }
+  const { host, port } = service.proxy;
+  process.stderr.write(`proxy: listening on ${host}:${port}${service.metricsPort === undefined ? '' : `, metrics on port ${service.metricsPort}`}\n`);
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`proxy: ${signal}: draining sessions\n`);
+      service.stop().then(
+        () => resolveExit(0),
+        (e: unknown) => {
+          process.stderr.write(`proxy: stop failed: ${String(e)}\n`);
+          resolveExit(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  process.exitCode = await runMain(process.argv.slice(2));
+}
