@@ -8,6 +8,8 @@ import { AuditLog } from './audit/log.js';
 import { jsonLinesSink, openJsonLinesFile, redisStreamSink, type AuditSink } from './audit/sinks.js';
 import { SYSTEM_ACTOR } from './audit/event.js';
 import { CaKeystore } from './ca/keystore.js';
+import { closeTokenSigners, openTokenSigners } from './ca/pkcs11-config.js';
+import type { Pkcs11Signer } from './ca/pkcs11.js';
 import type { IssuerDeps } from './ca/issuer.js';
 import type { LoadedAuthConfig } from './config/load.js';
 import type { EnrollmentDeps } from './hosts/enrollment.js';
@@ -70,6 +72,7 @@ export class AuthService {
   #app: FastifyInstance | undefined;
   #metrics: AuthMetrics | undefined;
   #keystore: CaKeystore | undefined;
+  #tokenSigners: Partial<Record<'user' | 'host', Pkcs11Signer>> = {};
   #ctx: ApiContext | undefined;
   #info: AuthServiceInfo | undefined;
   #publicUrl: string | undefined;
@@ -139,9 +142,12 @@ export class AuthService {
     audit = auditLog;
     this.#audit = auditLog;
 
+    const tokenSigners = openTokenSigners(c.ca, { crypto, log });
+    this.#tokenSigners = tokenSigners;
     const keystore = CaKeystore.open({
       stateDir: c.state_dir,
       crypto,
+      tokenSigners,
       user: { algorithm: c.ca.user.algorithm, ...(c.ca.user.rsa_bits === undefined ? {} : { rsaBits: c.ca.user.rsa_bits }) },
       host: { algorithm: c.ca.host.algorithm, ...(c.ca.host.rsa_bits === undefined ? {} : { rsaBits: c.ca.host.rsa_bits }) },
       ...(c.caPassphrase === undefined ? {} : { passphrase: c.caPassphrase }),
@@ -313,6 +319,8 @@ export class AuthService {
     const redis = this.#redis;
     this.#redis = undefined;
     if (redis !== undefined) await redis.close();
+    closeTokenSigners(this.#tokenSigners);
+    this.#tokenSigners = {};
     this.#ctx = undefined;
   }
 }

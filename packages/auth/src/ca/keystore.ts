@@ -95,6 +95,13 @@ export interface OpenCaKeystoreOptions {
   readonly log?: (message: string) => void;
   /** Told when a key is made or the trusted set changes (for the audit events ca.created and ca.trust_changed). */
   readonly onChange?: (change: CaKeyChange) => void;
+  /**
+   * Keys held outside this directory (a PKCS#11 token, ca/pkcs11.ts) by kind. Such a key is
+   * listed and trusted like a file key but has no private key file: the first one of a kind
+   * becomes active; one added to a kind that already has keys is standby until activated,
+   * so hosts learn to trust it before it signs (a rotation).
+   */
+  readonly tokenSigners?: Partial<Readonly<Record<CaKind, Signer>>>;
 }
 
 /** A change to the key store, as the audit log wants it. */
@@ -205,6 +212,7 @@ export class CaKeystore {
   readonly #now: () => number;
   readonly #log: (message: string) => void;
   readonly #onChange: (change: CaKeyChange) => void;
+  readonly #tokenSigners: Partial<Readonly<Record<CaKind, Signer>>>;
   #entries: IndexEntry[] = [];
   readonly #signers = new Map<string, Signer>();
 
@@ -215,6 +223,7 @@ export class CaKeystore {
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? (() => {});
     this.#onChange = options.onChange ?? (() => {});
+    this.#tokenSigners = options.tokenSigners ?? {};
   }
 
   #changed(action: CaKeyChange['action'], e: IndexEntry, fingerprint: string): void {
@@ -246,6 +255,7 @@ export class CaKeystore {
     checkMode(ks.dir, DIR_MODE, 'CA directory');
     ks.#load();
     ks.#createMissing(specs);
+    ks.#addTokenKeys();
     return ks;
   }
 
@@ -262,7 +272,7 @@ export class CaKeystore {
     checkMode(this.#indexPath, KEY_FILE_MODE, 'CA index');
     const index = parseIndex(readFileSync(this.#indexPath, 'utf8'), this.#indexPath);
     this.#signers.clear();
-    for (const entry of index.keys) this.#signers.set(entry.id, this.#loadKey(entry));
+    for (const entry of index.keys) this.#signers.set(entry.id, this.#tokenSigner(entry) ?? this.#loadKey(entry));
     this.#entries = [...index.keys];
     for (const kind of CA_KINDS) {
       const active = this.#entries.filter((e) => e.kind === kind && e.status === 'active');
@@ -343,6 +353,37 @@ export class CaKeystore {
     return { kind, id, status: 'standby', publicKey: publicLine, createdAt: new Date(this.#now()).toISOString() };
   }
 
+  /** The token signer that holds a listed key, if one was given for its kind. */
+  #tokenSigner(entry: IndexEntry): Signer | undefined {
+    const signer = this.#tokenSigners[entry.kind];
+    return signer !== undefined && keyId(this.#crypto, signer.publicKey) === entry.id ? signer : undefined;
+  }
+
+  /** Lists a token key: only its public key is written here (for ssh-keygen and operators). */
+  #tokenEntry(kind: CaKind, signer: Signer): IndexEntry {
+    checkCaKey(signer.publicKey, `the ${kind} CA key in the token`);
+    const id = keyId(this.#crypto, signer.publicKey);
+    const publicLine = formatPublicKey(signer.publicKey, `portcullis-${kind}-ca-${id}`);
+    const pub = `${this.#keyPath(kind, id)}.pub`;
+    if (!existsSync(pub)) writeNewFile(pub, publicLine + '\n', 0o644);
+    this.#signers.set(id, signer);
+    return { kind, id, status: 'standby', publicKey: publicLine, createdAt: new Date(this.#now()).toISOString() };
+  }
+
+  /** A configured token key that the index does not list yet joins its kind as standby. */
+  #addTokenKeys(): void {
+    for (const kind of CA_KINDS) {
+      const signer = this.#tokenSigners[kind];
+      if (signer === undefined) continue;
+      const id = keyId(this.#crypto, signer.publicKey);
+      const listed = this.#entries.find((e) => e.id === id);
+      if (listed !== undefined && listed.kind !== kind) throw configError(`the ${kind} CA key in the token is already the ${listed.kind} CA ${id}`);
+      if (listed !== undefined) continue;
+      const info = this.#commit(this.#tokenEntry(kind, signer), 'imported');
+      this.#log(`ca: the ${kind} CA key in the token (${info.fingerprint}) is trusted but not signing yet; activate ${id} once hosts trust it`);
+    }
+  }
+
   #generate(kind: CaKind, spec: { type: PlainKeyType; bits?: number }): IndexEntry {
     const key = generateKey(this.#crypto, spec.type, spec.bits === undefined ? {} : { bits: spec.bits });
     return this.#newKeyFiles(kind, key);
@@ -356,7 +397,10 @@ export class CaKeystore {
   #createMissing(specs: Readonly<Record<CaKind, { type: PlainKeyType; bits?: number }>>): void {
     const missing = CA_KINDS.filter((kind) => !this.#entries.some((e) => e.kind === kind));
     if (missing.length === 0) return;
-    const created = missing.map((kind) => ({ ...this.#generate(kind, specs[kind]), status: 'active' as const }));
+    const created = missing.map((kind) => {
+      const token = this.#tokenSigners[kind];
+      return { ...(token === undefined ? this.#generate(kind, specs[kind]) : this.#tokenEntry(kind, token)), status: 'active' as const };
+    });
     const entries = [...this.#entries, ...created];
     if (this.#writeIndex(entries, !existsSync(this.#indexPath))) {
       this.#entries = entries;

@@ -54,11 +54,41 @@ const tlsSchema = z
     }
   });
 
-const caKeySchema = z.strictObject({
-  algorithm: z.enum(['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa']).default('ed25519'),
-  /** RSA only; at least 3072. */
-  rsa_bits: z.number().int().min(3072).max(8192).optional(),
-});
+const absolutePath = z.string().startsWith('/', 'expected an absolute path');
+
+/** A CA key inside a PKCS#11 token (HSM); see docs/hsm.md. */
+const pkcs11KeySchema = z
+  .strictObject({
+    /** The vendor's PKCS#11 library. */
+    module: absolutePath,
+    /** The token by label (at most 32 characters in PKCS#11) or by slot id; exactly one. */
+    token_label: z.string().min(1).max(32).optional(),
+    slot: z.number().int().min(0).optional(),
+    /** CKA_LABEL of the private key. */
+    key_label: z.string().min(1),
+    /** The user PIN: a file (mode 0600 or stricter) or an environment variable; exactly one. */
+    pin_file: absolutePath.optional(),
+    pin_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
+  })
+  .superRefine((k, ctx) => {
+    if ((k.token_label === undefined) === (k.slot === undefined)) ctx.addIssue({ code: 'custom', path: ['token_label'], message: 'give token_label or slot, exactly one' });
+    if ((k.pin_file === undefined) === (k.pin_env === undefined)) ctx.addIssue({ code: 'custom', path: ['pin_file'], message: 'give pin_file or pin_env, exactly one' });
+  });
+
+const caKeySchema = z
+  .strictObject({
+    /** For keys this service makes (file backend); a token key's algorithm is the token's. */
+    algorithm: z.enum(['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa']).default('ed25519'),
+    /** RSA only; at least 3072. */
+    rsa_bits: z.number().int().min(3072).max(8192).optional(),
+    /** file (when absent): keys under <state_dir>/ca, for a single machine; pkcs11: the key stays in a token. */
+    backend: z.enum(['file', 'pkcs11']).optional(),
+    pkcs11: pkcs11KeySchema.optional(),
+  })
+  .superRefine((k, ctx) => {
+    if (k.backend === 'pkcs11' && k.pkcs11 === undefined) ctx.addIssue({ code: 'custom', path: ['pkcs11'], message: 'required when backend is pkcs11' });
+    if (k.backend !== 'pkcs11' && k.pkcs11 !== undefined) ctx.addIssue({ code: 'custom', path: ['pkcs11'], message: 'only used when backend is pkcs11' });
+  });
 
 const roleMappingRule = z.strictObject({
   /** Default: the groups claim. */
