@@ -596,6 +596,8 @@ cmd_krl_refresh() {
 }
 
 # --- arguments -------------------------------------------------------------------------------
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+case $CMD in -h | --help) usage; exit 0 ;; esac
 [ $# -gt 0 ] && shift
 while [ $# -gt 0 ]; do
   flag=$1
@@ -603,7 +605,7 @@ while [ $# -gt 0 ]; do
     --exclusive) EXCLUSIVE=1; shift; continue ;;
     --dry-run) DRY_RUN=1; shift; continue ;;
     --force) FORCE=1; shift; continue ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) usage; exit 0 ;;
   esac
   [ $# -ge 2 ] || die "$flag needs a value" $E_USAGE
   case $flag in

@@ -219,11 +219,16 @@ describe('portcullis host join (Node)', () => {
     assert.equal((await sshAs(host, NAME, erin, knownHosts)).code, 0);
   });
 
-  test('a join token used twice fails with one line', async () => {
+  test('trust on first contact only when asked; a join token used twice fails with one line', async () => {
     const token = await auth.token();
     const other = await makeHostRoot(dir.file('root-other'));
-    const first = await runHostCli(['join', '--root', other.root, '--token', token, '--auth', auth.info.url, '--fingerprint', auth.info.spkiPin, '--name', 'web09.test', '--timers', 'none']);
+    const unpinned = await runHostCli(['join', '--root', other.root, '--token', token, '--auth', auth.info.url, '--name', 'web09.test']);
+    assertOneLine(unpinned, /cannot verify auth's TLS certificate .*--fingerprint .*--insecure-first-contact/);
+    const first = await runHostCli(['join', '--root', other.root, '--token', token, '--auth', auth.info.url, '--insecure-first-contact', '--name', 'web09.test', '--timers', 'none']);
     assert.equal(first.code, 0, first.stderr);
+    assert.ok(first.stdout.includes(`warning: trusting auth at ${auth.info.url} on first contact: certificate ${auth.info.fingerprint}, key pin ${auth.info.spkiPin}`), first.stdout);
+    assert.match(first.stdout, /schedule these yourself/);
+    assert.ok(readFileSync(other.file('etc/portcullis/host.conf'), 'utf8').includes(`AUTH_PIN=${auth.info.spkiPin}\n`));
     const second = await runHostCli(['join', '--root', other.root, '--token', token, '--auth', auth.info.url, '--fingerprint', auth.info.spkiPin, '--name', 'web09.test']);
     assertOneLine(second, /^portcullis host join: auth refused the join: .*already used/);
     const wrongPin = await runHostCli(['join', '--root', other.root, '--token', token, '--auth', auth.info.url, '--fingerprint', 'sha256//' + 'A'.repeat(43) + '=', '--name', 'web09.test']);

@@ -10,7 +10,6 @@ import {
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -114,9 +113,10 @@ export class FileChanges {
   write(path: string, data: string | Uint8Array, mode: number): boolean {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
     const old = readIfExists(path);
-    const oldMode = old === undefined ? 0 : lstatSync(path).mode & 0o7777;
-    const owned = old === undefined || !isRoot || (statSync(path).uid === 0 && statSync(path).gid === 0);
-    if (old !== undefined && old.equals(bytes) && oldMode === mode && owned) return false;
+    const st = old === undefined ? undefined : lstatSync(path);
+    const oldMode = st === undefined ? 0 : st.mode & 0o7777;
+    // Same bytes, mode and owner: nothing to do (a second join leaves such files alone).
+    if (old !== undefined && st !== undefined && old.equals(bytes) && oldMode === mode && (!isRoot || (st.uid === 0 && st.gid === 0))) return false;
     this.#remember(path, old, oldMode);
     writeFileAtomic(path, bytes, mode);
     this.#changed.push(path);
