@@ -80,13 +80,51 @@ function passThrough(o: SshOptions): string[] {
   return args;
 }
 
+/*
+ * When the ProxyCommand fails it has said why in one `pcsh: ` line; OpenSSH then adds its own
+ * view of the same failure (the tunnel closed before the banner). Those echoes are dropped so
+ * the failure stays one line; everything else ssh writes passes through as it comes.
+ */
+const TUNNEL_ECHOES = [/^kex_exchange_identification: /, /^Connection closed by UNKNOWN port /, /^ssh_exchange_identification: /, /^lost connection$/];
+
+function relayStderr(from: NodeJS.ReadableStream): Promise<void> {
+  return new Promise((done) => {
+    let partial = '';
+    let tunnelFailed = false;
+    const line = (l: string): void => {
+      if (l.startsWith('pcsh: ')) tunnelFailed = true;
+      else if (tunnelFailed && TUNNEL_ECHOES.some((re) => re.test(l.replace(/\r$/, '')))) return;
+      process.stderr.write(`${l}\n`);
+    };
+    from.setEncoding('utf8');
+    from.on('data', (s: string) => {
+      const lines = (partial + s).split('\n');
+      partial = lines.pop() ?? '';
+      lines.forEach(line);
+    });
+    from.on('end', () => {
+      if (partial !== '') line(partial);
+      done();
+    });
+  });
+}
+
 /** Runs a program with the terminal; resolves with its exit status (a signal counts as 128+n). */
 function runAttached(program: string, args: readonly string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { stdio: 'inherit' });
+    const child = spawn(program, args, { stdio: ['inherit', 'inherit', 'pipe'] });
+    const relayed = relayStderr(child.stderr!);
     child.once('error', (e) => reject(new CliError('ERR_UNREACHABLE', `cannot run ${program}: ${e.message} (is OpenSSH installed?)`)));
-    child.once('exit', (code, signal) => resolve(code ?? (signal === null ? 1 : 128 + 9)));
+    child.once('exit', (code, signal) => void relayed.then(() => resolve(code ?? (signal === null ? 1 : 128 + 9))));
   });
+}
+
+/** A host the user's roles do not reach is refused here, in one line, before ssh starts. */
+async function requireReachable(profile: string | undefined, host: string): Promise<void> {
+  const hosts = await reachableHosts(profile);
+  if (!hosts.some((h) => h.name === host || h.names.includes(host))) {
+    throw new CliError('ERR_NOT_FOUND', `no host ${host} among the hosts you may reach (pcsh ls lists them)`);
+  }
 }
 
 function setExit(code: number): void {
@@ -119,6 +157,7 @@ export async function ssh(o: SshOptions, destination: string | undefined, comman
   const login = at > 0 ? destination.slice(0, at) : (logins[0] ?? defaultLogin(cert));
   const host = at >= 0 ? destination.slice(at + 1) : destination;
   if (host === '') throw new CliError('ERR_USAGE', `no host in ${JSON.stringify(destination)}`);
+  await requireReachable(o.profile, host);
   const args = [...base, ...(login === undefined ? [] : ['-l', login]), host, ...(command.length === 0 ? [] : ['--', ...command])];
   setExit(await runAttached('ssh', args));
 }
@@ -165,6 +204,10 @@ export async function scp(o: ScpOptions, paths: readonly string[]): Promise<void
   const cert = await ensureCertificate(o.profile === undefined ? {} : { profile: o.profile });
   const login = defaultLogin(cert);
   // A remote argument without a login gets the default one, as pcsh ssh does.
+  for (const p of paths) {
+    const m = /^(?:[^/@:]+@)?([^/@:]+):/.exec(p);
+    if (m) await requireReachable(o.profile, m[1]!);
+  }
   const withLogin = paths.map((p) => (/^[^/@:]+:/.test(p) && login !== undefined ? `${login}@${p}` : p));
   const args = [
     ...portcullisSshOptions(cert, o),
