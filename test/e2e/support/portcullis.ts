@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AuthClient, AuthService, parseAuthConfig } from '@portcullis/auth';
 import type { ApiResponse, RequestOptions } from '@portcullis/auth';
 import { HttpAuthority, enrollProxy, startProxy } from '@portcullis/proxy';
-import type { ProxyAuditEvent, ProxyConfig, RunningProxy } from '@portcullis/proxy';
+import type { ProxyAuditEvent, ProxyConfig, ProxyEnrollment, RunningProxy } from '@portcullis/proxy';
 import { run, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
 import type { RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
 
@@ -51,6 +51,8 @@ export interface SshOptions {
   readonly args?: readonly string[];
   readonly input?: string | Uint8Array;
   readonly timeoutMs?: number;
+  /** Another listener than the system's proxy (a worker pool). */
+  readonly port?: number;
 }
 
 export interface System {
@@ -59,6 +61,10 @@ export interface System {
   /** Added to the real time auth sees (to mint a certificate that is already expired). */
   readonly authClock: { offset: number };
   readonly authority: HttpAuthority;
+  /** The proxy's enrollment (another process may run the same proxy with it). */
+  readonly enrollment: ProxyEnrollment;
+  /** Where each enrolled target's sshd listens (HttpAuthorityOptions.dialAddress). */
+  readonly ports: ReadonlyMap<string, number>;
   readonly proxy: RunningProxy;
   readonly audit: ProxyAuditEvent[];
   /** sshd per enrolled target, by inventory name. */
@@ -214,7 +220,7 @@ async function build(o: SystemOptions, dir: TempDir, stops: (() => Promise<void>
     '-F', '/dev/null',
     ...(s.args ?? []),
     ...sshOptions(s.as),
-    '-p', String(proxy.port),
+    '-p', String(s.port ?? proxy.port),
     `${s.user}@127.0.0.1`,
     ...(s.command === undefined ? [] : ['--', s.command]),
   ];
@@ -230,6 +236,8 @@ async function build(o: SystemOptions, dir: TempDir, stops: (() => Promise<void>
     auth,
     authClock,
     authority,
+    enrollment: enrolled,
+    ports,
     proxy,
     audit,
     targets,
