@@ -28,7 +28,7 @@ function configError(message: string): AuthError {
  * wrapped value whose first content byte happens to look like a length is not misread.
  */
 export function unwrapEcPoint(value: Uint8Array, pointSize: number): Uint8Array {
-  if (value.length === pointSize && (pointSize === 32 || value[0] === 0x04)) return value.slice();
+  if (value.length === pointSize && (pointSize === 32 || value[0] === 0x04)) return Uint8Array.from(value);
   if (value[0] !== 0x04 || value.length < 2) throw configError(`CKA_EC_POINT expected a DER OCTET STRING of ${pointSize} bytes, got ${value.length} bytes`);
   let length = value[1]!;
   let offset = 2;
@@ -42,7 +42,8 @@ export function unwrapEcPoint(value: Uint8Array, pointSize: number): Uint8Array 
   if (offset + length !== value.length || length !== pointSize) {
     throw configError(`CKA_EC_POINT expected a DER OCTET STRING of ${pointSize} bytes, got ${length} in ${value.length} bytes`);
   }
-  return value.slice(offset);
+  // A plain Uint8Array (not the binding's Buffer), as cert-core's keys hold.
+  return Uint8Array.from(value.subarray(offset));
 }
 
 /** The public key of a CA key from CKA_KEY_TYPE, CKA_EC_PARAMS and CKA_EC_POINT. */
