@@ -302,6 +302,14 @@ export class AuthService {
     } catch (e) {
       checks['ca'] = `not loaded: ${(e as Error).message}`;
     }
+    for (const [kind, signer] of Object.entries(this.#tokenSigners)) {
+      try {
+        signer.check();
+        checks[`ca_${kind}_token`] = 'ok';
+      } catch (e) {
+        checks[`ca_${kind}_token`] = `unreachable: ${(e as Error).message}`;
+      }
+    }
     return { ok: Object.values(checks).every((v) => v.startsWith('ok')), checks };
   }
 

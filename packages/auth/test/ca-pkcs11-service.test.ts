@@ -61,6 +61,10 @@ describe('auth config: ca.<kind>.backend pkcs11', { skip }, () => {
       const data = utf8('signed by the host CA in the token');
       const signer = ks.signer('host');
       assert.ok(verifySignature(nodeCrypto, signer.publicKey, signer.sign(data), data));
+      const ready = await auth.api<{ checks: Record<string, string> }>('GET', '/v1/ready');
+      assert.equal(ready.status, 200, JSON.stringify(ready.body));
+      assert.equal(ready.body.checks['ca_user_token'], 'ok');
+      assert.equal(ready.body.checks['ca_host_token'], 'ok');
       assert.ok(!auth.log.some((l) => l.includes(token.pin)), 'the PIN is never logged');
     } finally {
       await auth.stop();

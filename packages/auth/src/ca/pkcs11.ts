@@ -40,6 +40,8 @@ export interface Pkcs11SignerOptions {
 export interface Pkcs11Signer extends Signer {
   /** `pkcs11:<module> token "<label>" key "<label>"`, for logs and the readiness check. */
   readonly description: string;
+  /** Asks the token whether it still answers (for the readiness check); throws an AuthError if not. */
+  check(): void;
   close(): void;
 }
 
@@ -238,6 +240,13 @@ class TokenKey {
     }
   }
 
+  /** C_GetSessionInfo: cheap, and fails the way C_Sign would when the token went away. */
+  #probeOnce(): void {
+    const lib = this.#module?.lib;
+    if (lib === undefined || this.#session === undefined) throw new AuthError('ERR_UNAVAILABLE', `ca: the ${this.#what} is closed`);
+    lib.C_GetSessionInfo(this.#session);
+  }
+
   #signOnce(mechanism: number, data: Buffer): Buffer {
     const lib = this.#module?.lib;
     if (lib === undefined || this.#session === undefined || this.#key === undefined) throw new AuthError('ERR_UNAVAILABLE', `ca: the ${this.#what} is closed`);
@@ -250,10 +259,19 @@ class TokenKey {
    * gives, the session is reopened (and the module re-initialised if that fails too).
    */
   sign(mechanism: number, data: Buffer): Buffer {
+    return this.#withRecovery('C_Sign', () => this.#signOnce(mechanism, data));
+  }
+
+  /** Whether the token still answers, recovering the session as sign() would; throws if not. */
+  check(): void {
+    this.#withRecovery('C_GetSessionInfo', () => this.#probeOnce());
+  }
+
+  #withRecovery<T>(step: string, f: () => T): T {
     try {
-      return this.#signOnce(mechanism, data);
+      return f();
     } catch (e) {
-      if (!isPkcs11Error(e) || !recoverable(e.code)) this.#fail(e, 'C_Sign');
+      if (!isPkcs11Error(e) || !recoverable(e.code)) this.#fail(e, step);
       this.#o.log?.(`ca: ${describeReturnValue(e.message, e.code)} from the ${this.#what}; reopening the session`);
     }
     this.#dropSession();
@@ -265,9 +283,9 @@ class TokenKey {
       this.open();
     }
     try {
-      return this.#signOnce(mechanism, data);
+      return f();
     } catch (e) {
-      this.#fail(e, 'C_Sign');
+      this.#fail(e, step);
     }
   }
 
@@ -361,5 +379,5 @@ export function openPkcs11Signer(options: Pkcs11SignerOptions): Pkcs11Signer {
   };
   const description = `pkcs11:${options.module} ${options.tokenLabel !== undefined ? `token ${JSON.stringify(options.tokenLabel)}` : `slot ${options.slot}`} key ${JSON.stringify(options.keyLabel)}`;
   // Frozen like the file signers: a holder cannot swap sign() for everyone else.
-  return Object.freeze({ publicKey, sign, description, close: () => token.close() });
+  return Object.freeze({ publicKey, sign, description, check: () => token.check(), close: () => token.close() });
 }
