@@ -15,6 +15,8 @@ import { openPkcs11Signer } from '../src/ca/pkcs11.js';
 import type { Pkcs11Signer } from '../src/ca/pkcs11.js';
 import { openTokenSigners } from '../src/ca/pkcs11-config.js';
 import { issueUserCertificate } from '../src/ca/issuer.js';
+import { decideHostCertificate } from '../src/ca/issue.js';
+import { signDraft } from '../src/ca/signing.js';
 import { createLoginSession } from '../src/sessions/login-session.js';
 import type { LoginSession } from '../src/sessions/login-session.js';
 import { caFixture, sshKeygen } from './ca-fixture.js';
@@ -138,6 +140,33 @@ spec:
       }
     });
   }
+
+  it('both CAs in the token: ssh verifies a host certificate signed in it against the @cert-authority line', async () => {
+    const userSigner = open('user-ca-ed25519');
+    const hostSigner = open('host-ca-p256');
+    fx.keystore = CaKeystore.open({ stateDir: fx.dir.file('state-both'), crypto: nodeCrypto, tokenSigners: { user: userSigner, host: hostSigner } });
+    const sshdDir = fx.dir.file('sshd-both');
+    mkdirSync(sshdDir);
+    const hostKey = await sshKeygen(fx.dir, 'host_ecdsa_key', 'ecdsa');
+    const decided = decideHostCertificate({ hostname: 'web01', names: ['127.0.0.1'], publicKey: parsePublicKeyText(hostKey.publicLine).key, now: Date.now(), requestId: 'hsm-host' });
+    assert.ok(decided.ok);
+    const hostCert = await signDraft(fx.deps(), 'host', decided.value, Date.now());
+    writeFileSync(`${hostKey.path}-cert.pub`, hostCert.text + '\n');
+    assert.match((await runOk('ssh-keygen', ['-L', '-f', `${hostKey.path}-cert.pub`])).stdout, /Type: ecdsa-sha2-nistp256-cert-v01@openssh.com host certificate[\s\S]*Signing CA: ECDSA /);
+    const issued = await issueUserCertificate(fx.deps(), session, identity.publicLine, { requestId: 'hsm-both' });
+    const certPath = fx.dir.file('alice-both-cert.pub');
+    writeFileSync(certPath, issued.text + '\n');
+    const knownHosts = fx.dir.file('known_hosts_both');
+    writeFileSync(knownHosts, fx.keystore.knownHostsLines());
+    const sshd = await startSshd({ dir: sshdDir, trustedUserCAKeys: fx.keystore.trustedUserCaKeys(), hostKey: { privateKeyPath: hostKey.path, certificatePath: `${hostKey.path}-cert.pub` } });
+    try {
+      const r = await sshRun({ port: sshd.port, user: 'root', identity: identity.path, certificate: certPath, knownHosts, command: 'echo connected', options: ['HostKeyAlgorithms=ecdsa-sha2-nistp256-cert-v01@openssh.com'] });
+      assert.equal(r.code, 0, r.stderr + sshd.log());
+      assert.equal(r.stdout.trim(), 'connected');
+    } finally {
+      await sshd.stop();
+    }
+  });
 
   it('the public key read from the token is the one OpenSSH reads from it (ssh-keygen -D)', async () => {
     const signer = open('host-ca-p256');
