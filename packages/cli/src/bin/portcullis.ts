@@ -1,3 +1,5 @@
-// Entry point of `portcullis`; the commands arrive with issue 6.
-process.stderr.write('portcullis: not implemented yet\n');
-process.exitCode = 1;
+// Entry point of `portcullis`: the services (start) and host enrollment (host join|renew|krl-refresh).
+import { runMain } from '../common/main.js';
+import { buildPortcullis } from '../portcullis/program.js';
+
+await runMain('portcullis', buildPortcullis());
