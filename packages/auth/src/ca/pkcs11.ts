@@ -92,8 +92,8 @@ function slotId(handle: Handle): number {
 }
 
 /**
- * The token session behind one CA key. Every call into the library goes through #call, which
- * turns return values into AuthErrors naming the CKR_ code; the PIN is passed to C_Login only.
+ * The token session behind one CA key. Every failure goes through #fail, which turns return
+ * values into AuthErrors naming the CKR_ code; the PIN is passed to C_Login and nowhere else.
  */
 class TokenKey {
   readonly #o: Pkcs11SignerOptions;
@@ -122,7 +122,7 @@ class TokenKey {
     if (e instanceof AuthError) throw e;
     const name = isPkcs11Error(e) ? describeReturnValue(e.message, e.code) : (e as Error).message;
     if (isPkcs11Error(e) && pinRefused(e.code)) {
-      throw new AuthError('ERR_CONFIG', `ca: the token refused the PIN for the ${this.#what} (${name}); check pin_file`, { reason: 'pin' });
+      throw new AuthError('ERR_CONFIG', `ca: the token refused the PIN for the ${this.#what} (${name}); check the configured PIN`, { reason: 'pin' });
     }
     throw new AuthError('ERR_UNAVAILABLE', `ca: ${step} failed for the ${this.#what}: ${name}`, { reason: 'unavailable' });
   }
@@ -130,7 +130,13 @@ class TokenKey {
   #loadModule(): LoadedModule {
     let m = modules.get(this.#o.module);
     if (m === undefined) {
-      const lib = new (pkcs11js().PKCS11)();
+      let api: Pkcs11Js;
+      try {
+        api = pkcs11js();
+      } catch (e) {
+        throw new AuthError('ERR_CONFIG', `ca: the PKCS#11 binding (pkcs11js) did not load; was its native build allowed at install? ${(e as Error).message}`);
+      }
+      const lib = new api.PKCS11();
       try {
         lib.load(this.#o.module);
       } catch (e) {
