@@ -365,7 +365,12 @@ export class CaKeystore {
     const id = keyId(this.#crypto, signer.publicKey);
     const publicLine = formatPublicKey(signer.publicKey, `portcullis-${kind}-ca-${id}`);
     const pub = `${this.#keyPath(kind, id)}.pub`;
-    if (!existsSync(pub)) writeNewFile(pub, publicLine + '\n', 0o644);
+    try {
+      writeNewFile(pub, publicLine + '\n', 0o644);
+    } catch (e) {
+      // Written by an earlier start or by a replica starting at the same moment: same key, same line.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
     this.#signers.set(id, signer);
     return { kind, id, status: 'standby', publicKey: publicLine, createdAt: new Date(this.#now()).toISOString() };
   }
@@ -407,7 +412,8 @@ export class CaKeystore {
       for (const e of created) this.#changed('created', e, this.#info(e).fingerprint);
       return;
     }
-    for (const e of created) this.#discard(e);
+    // A token key has the same id in both processes: its .pub is the winner's too, so it stays.
+    for (const e of created) if (this.#tokenSigners[e.kind] === undefined) this.#discard(e);
     this.#load();
     this.#createMissing(specs);
   }
