@@ -19,6 +19,8 @@ import { parseProxyServiceConfig, startProxyService, type RunningProxyService } 
 
 export interface RunningPortcullis {
   readonly auth: AuthServiceInfo | undefined;
+  /** The auth service when it runs here (the quickstart reads its user directory). */
+  readonly authService: AuthService | undefined;
   readonly proxy: RunningProxyService | undefined;
   readonly web: { readonly url: string } | undefined;
   /** What to tell the operator (printed by the command). */
@@ -155,7 +157,7 @@ export async function startPortcullis(c: StartConfig, log: Log): Promise<Running
       stops.push(() => gateway.stop());
       web = { url: started.url };
     }
-    return { auth: info, proxy, web, nextSteps: next, stop: stopAll };
+    return { auth: info, authService: auth, proxy, web, nextSteps: next, stop: stopAll };
   } catch (e) {
     await stopAll();
     throw e;
