@@ -19,4 +19,5 @@ export * from './authority-http.js';
 export { PinnedHttps, normalizeFingerprint } from './pinned-https.js';
 export type { PinnedHttpsOptions, HttpAnswer, HttpCall } from './pinned-https.js';
 export * from './recording.js';
+export * from './web-session.js';
 export * from './workers.js';
