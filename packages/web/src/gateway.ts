@@ -9,6 +9,7 @@ import { gatewayOrigins, type WebConfig } from './config.js';
 import type { GatewayContext } from './context.js';
 import { buildGatewayApp } from './http.js';
 import { LiveViews } from './live.js';
+import { TerminalSockets, isTerminalPath, type TerminalEngine } from './terminal.js';
 
 export interface WebGatewayOptions {
   readonly config: WebConfig;
@@ -18,6 +19,11 @@ export interface WebGatewayOptions {
   readonly log?: (line: string) => void;
   /** A bundle already built (tests share one); default: built at start. */
   readonly assets?: AppAssets;
+  /**
+   * The proxy's session engine (WebSessionEngine from @portcullis/proxy, started) for the
+   * browser terminal; without one the terminal WebSocket answers 503.
+   */
+  readonly terminals?: TerminalEngine;
 }
 
 export interface WebGatewayInfo {
@@ -39,6 +45,7 @@ export class WebGateway {
   #redis: RedisConnection | undefined;
   #app: FastifyInstance | undefined;
   #live: LiveViews | undefined;
+  #terminals: TerminalSockets | undefined;
   #info: WebGatewayInfo | undefined;
 
   constructor(opts: WebGatewayOptions) {
@@ -85,7 +92,9 @@ export class WebGateway {
     this.#app = app;
     const live = new LiveViews(ctx);
     this.#live = live;
-    app.server.on('upgrade', (req, socket, head) => live.handleUpgrade(req, socket, head));
+    const terminals = new TerminalSockets(ctx, this.#opts.terminals);
+    this.#terminals = terminals;
+    app.server.on('upgrade', (req, socket, head) => (isTerminalPath(req.url) ? terminals.handleUpgrade(req, socket, head) : live.handleUpgrade(req, socket, head)));
     await app.listen({ host: c.listen.host, port: c.listen.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : c.listen.port;
@@ -111,6 +120,7 @@ export class WebGateway {
 
   async stop(): Promise<void> {
     this.#live?.closeAll();
+    this.#terminals?.closeAll();
     await this.#app?.close();
     await this.#redis?.close();
   }

@@ -5,6 +5,7 @@ import { freePort, startOidcProvider, startRedis, tempDir, type RedisHandle, typ
 import { buildAppAssets, type AppAssets } from '../src/assets.js';
 import { parseWebConfig } from '../src/config.js';
 import { WebGateway, type WebGatewayInfo } from '../src/gateway.js';
+import type { TerminalEngine } from '../src/terminal.js';
 
 /*
  * Real processes on loopback for the gateway's tests: redis-server, an OpenID provider, the auth
@@ -44,7 +45,14 @@ export function appAssets(): Promise<AppAssets> {
   return shared;
 }
 
-export async function startWebFixture(): Promise<WebFixture> {
+export interface WebFixtureOptions {
+  /** auth's roles instead of the default `dev`. */
+  readonly roles?: readonly unknown[];
+  /** The session engine for the browser terminal (usually a forwarder filled in after start). */
+  readonly terminals?: TerminalEngine;
+}
+
+export async function startWebFixture(o: WebFixtureOptions = {}): Promise<WebFixture> {
   const dir = tempDir('portcullis-web-');
   const log: string[] = [];
   mkdirSync(dir.file('redis'));
@@ -63,7 +71,7 @@ export async function startWebFixture(): Promise<WebFixture> {
       public_url: `https://localhost:${authPort}`,
       redis: { url: redisServer.url },
       audit: { sink: 'none' },
-      roles: ROLES,
+      roles: o.roles ?? ROLES,
       oidc: {
         issuer: provider.issuer,
         ...OIDC_CLIENT,
@@ -90,6 +98,7 @@ export async function startWebFixture(): Promise<WebFixture> {
     }),
     log: (l) => log.push(l),
     assets: await appAssets(),
+    ...(o.terminals === undefined ? {} : { terminals: o.terminals }),
   });
   const info = await gateway.start();
   const client = new AuthClient({ url: `https://127.0.0.1:${webPort}`, fingerprint: info.fingerprint });

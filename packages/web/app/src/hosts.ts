@@ -3,8 +3,8 @@ import { h, statusLine, type Page } from './dom.js';
 
 /*
  * The hosts this user's roles reach (auth decides; the proxy checks again at connection time),
- * filterable by name and label. The terminal itself comes with the browser session engine; until
- * then the button says how to connect with pcsh.
+ * filterable by name and label. "Open terminal" opens the browser terminal for the chosen login
+ * in a tab of its own, so several hosts can be open side by side.
  */
 
 interface Host {
@@ -45,7 +45,21 @@ export async function hostsPage(): Promise<Page> {
           h('td', null, h('strong', null, host.name), host.names.length > 1 ? h('div', { class: 'muted small' }, host.names.filter((n) => n !== host.name).join(', ')) : null),
           h('td', null, ...Object.entries(host.labels).map(([k, v]) => h('span', { class: 'chip' }, `${k}=${v}`))),
           h('td', null, host.logins.length > 0 ? login : h('span', { class: 'muted' }, 'no login')),
-          h('td', null, h('button', { type: 'button', disabled: true, title: 'The browser terminal comes with the next release; meanwhile: pcsh ssh LOGIN@HOST' }, 'Open terminal')),
+          h(
+            'td',
+            null,
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'open-terminal',
+                'data-host': host.name,
+                disabled: host.logins.length === 0,
+                onclick: () => window.open(`/web/terminal?${new URLSearchParams({ host: host.name, login: login.value })}`, '_blank', 'noopener'),
+              },
+              'Open terminal',
+            ),
+          ),
         );
       }),
     );

@@ -54,6 +54,7 @@ async function pageFor(path: string, main: HTMLElement): Promise<Page> {
   let m: RegExpExecArray | null;
   if ((m = /^\/web\/recordings\/([^/]+)$/.exec(path))) return (await import('./player.js')).playerPage(decodeURIComponent(m[1]!), main);
   if ((m = /^\/web\/live\/([^/]+)$/.exec(path))) return (await import('./liveview.js')).liveViewPage(decodeURIComponent(m[1]!), main);
+  if (path === '/web/terminal') return (await import('./shell.js')).terminalPage(new URLSearchParams(location.search), main);
   if (path === '/web/recordings') return recordingsPage(navigate);
   if (path === '/web/live') return liveListPage();
   if (path === '/web/account') return accountPage();

@@ -3,11 +3,11 @@ import { Terminal, type ITheme } from '@xterm/xterm';
 /*
  * xterm.js for the player and the live view: read-only, exactly the recorded size (a replay must
  * wrap lines where the user's terminal did), colours following the page's light or dark scheme.
- * The interactive terminal of the next phase adds @xterm/addon-fit here.
+ * The interactive terminal (shell.ts) shares the themes and fits itself to the window instead.
  */
 
-const DARK: ITheme = { background: '#111418', foreground: '#d8dee9', cursor: '#d8dee9', selectionBackground: '#3b4252' };
-const LIGHT: ITheme = { background: '#fbfbfa', foreground: '#1f2328', cursor: '#1f2328', selectionBackground: '#c8d1dc', black: '#1f2328', brightBlack: '#57606a' };
+export const DARK: ITheme = { background: '#111418', foreground: '#d8dee9', cursor: '#d8dee9', selectionBackground: '#3b4252' };
+export const LIGHT: ITheme = { background: '#fbfbfa', foreground: '#1f2328', cursor: '#1f2328', selectionBackground: '#c8d1dc', black: '#1f2328', brightBlack: '#57606a' };
 
 export function createViewer(parent: HTMLElement, cols: number, rows: number): { term: Terminal; dispose(): void } {
   const dark = matchMedia('(prefers-color-scheme: dark)');

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { totpCode } from '@portcullis/auth';
+import { runOk, startSshd, type SshdHandle } from '@portcullis/harness';
+import { HttpAuthority, WebSessionEngine, enrollProxy, httpSignatureService, startSessionRecording, type ProxyAuditEvent, type SessionRecording } from '@portcullis/proxy';
+import type { TerminalEngine } from '../src/terminal.js';
+import { ADMIN_PASSWORD, setAdminPassword, startWebFixture, type WebFixture } from './fixture.js';
+
+/*
+ * The browser terminal's world: the web fixture (redis-server, OpenID provider, auth, gateway)
+ * plus an OpenSSH target (web01) enrolled through auth's /v1/join with a host token, and the
+ * proxy's session engine enrolled with a proxy token, recording into the same Redis with auth
+ * signing the recordings. erin is a local user with TOTP whose role demands a second factor
+ * for every session, and who may read recordings (admin).
+ */
+
+export const ERIN = { name: 'erin', password: 'erin-password-1' };
+
+const ROLES = [
+  { kind: 'role', name: 'dev', spec: { allow: { logins: ['ubuntu', 'deploy'], host_labels: { '*': '*' } } } },
+  { kind: 'role', name: 'ops', spec: { allow: { logins: ['root'], host_labels: { env: 'dev' } }, options: { require_session_mfa: true, record_input: true } } },
+];
+
+export interface TerminalWorld {
+  readonly f: WebFixture;
+  readonly web01: SshdHandle;
+  readonly engine: WebSessionEngine;
+  readonly recording: SessionRecording;
+  readonly audit: ProxyAuditEvent[];
+  readonly totpSecret: string;
+  stop(): Promise<void>;
+}
+
+export async function startTerminalWorld(): Promise<TerminalWorld> {
+  // The gateway starts before the engine can be enrolled (that needs auth running), so it gets
+  // a forwarder that the engine fills in.
+  let engine: WebSessionEngine | undefined;
+  const forwarder: TerminalEngine = {
+    open: (r) => {
+      if (engine === undefined) throw new Error('test: the session engine is not ready');
+      return engine.open(r);
+    },
+  };
+  const f = await startWebFixture({ roles: ROLES, terminals: forwarder });
+  const stops: (() => unknown)[] = [() => f.stop()];
+  try {
+    await setAdminPassword(f);
+    const login = await f.authApi.request<{ token: string }>('POST', '/v1/login/password', { json: { username: 'admin', password: ADMIN_PASSWORD } });
+    assert.equal(login.status, 200, login.bytes.toString());
+    const adminApi = async <T>(method: string, path: string, json?: unknown): Promise<T> => {
+      const r = await f.authApi.request<T>(method, path, { token: login.body.token, ...(json === undefined ? {} : { json }) });
+      assert.equal(r.status, 200, `${method} ${path}: ${r.bytes.toString()}`);
+      return r.body;
+    };
+
+    // web01 joins as `portcullis host join` does: a host token, its key, a host certificate back.
+    const d = f.dir.file('web01');
+    mkdirSync(d);
+    const { token } = await adminApi<{ token: string }>('POST', '/v1/admin/tokens', { type: 'host', hostname: 'web01', labels: { env: 'dev' } });
+    await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'web01', '-f', `${d}/host_key`]);
+    const joined = await f.authApi.request<{ certificates: { certificate: string }[]; user_ca: string }>('POST', '/v1/join', {
+      json: { token, hostname: 'web01', host_keys: [readFileSync(`${d}/host_key.pub`, 'utf8').trim()] },
+    });
+    assert.equal(joined.status, 200, joined.bytes.toString());
+    writeFileSync(`${d}/host_key-cert.pub`, `${joined.body.certificates[0]!.certificate}\n`);
+    const krl = await f.authApi.request('GET', '/v1/krl');
+    const web01 = await startSshd({
+      dir: d,
+      trustedUserCAKeys: joined.body.user_ca,
+      revokedKeys: krl.bytes,
+      hostKey: { privateKeyPath: `${d}/host_key`, certificatePath: `${d}/host_key-cert.pub` },
+      authorizedPrincipalsFile: { contents: 'root\n' },
+      extraConfig: ['PermitTTY yes'],
+    });
+    stops.push(() => web01.stop());
+
+    // The session engine, enrolled as a proxy, recording into the gateway's Redis.
+    const authUrl = f.authApi.url.origin;
+    const fingerprint = f.authInfo.fingerprint;
+    const proxyToken = (await adminApi<{ token: string }>('POST', '/v1/admin/tokens', { type: 'proxy' })).token;
+    const enrolled = await enrollProxy({ url: authUrl, fingerprint, token: proxyToken, hostname: 'bastion', names: ['127.0.0.1', 'localhost'] });
+    const authority = new HttpAuthority({
+      url: authUrl,
+      fingerprint,
+      credential: enrolled.credential,
+      // sshd listens on a free port; the inventory records names only.
+      dialAddress: () => ({ address: '127.0.0.1', port: web01.port }),
+    });
+    stops.push(() => authority.close());
+    const signatures = httpSignatureService({ url: authUrl, fingerprint, credential: enrolled.credential });
+    stops.push(() => signatures.close());
+    const audit: ProxyAuditEvent[] = [];
+    const recording = await startSessionRecording({ redis: f.redis, spoolDir: f.dir.file('spool'), signatures, audit: (e) => audit.push(e) });
+    stops.push(() => recording.stop({ graceMs: 2000 }));
+    const e = new WebSessionEngine({ authority, tap: recording.tap, audit: (ev) => audit.push(ev), log: (level, m) => f.log.push(`engine ${level}: ${m}`) });
+    await e.start();
+    stops.push(() => e.stop());
+    engine = e;
+
+    // erin: a local user with TOTP (confirmed with the previous time step, so the login and the
+    // session's second factor can use the next two).
+    const created = await adminApi<{ invite: { token: string } }>('POST', '/v1/admin/users', { name: ERIN.name, roles: ['ops', 'admin'] });
+    const accepted = await f.authApi.request('POST', '/v1/invites/accept', { json: { token: created.invite.token, password: ERIN.password } });
+    assert.equal(accepted.status, 200, accepted.bytes.toString());
+    const erin = await f.authApi.request<{ token: string }>('POST', '/v1/login/password', { json: { username: ERIN.name, password: ERIN.password } });
+    assert.equal(erin.status, 200, erin.bytes.toString());
+    const enroll = await f.authApi.request<{ secret: string }>('POST', '/v1/mfa/totp/enroll', { token: erin.body.token, json: {} });
+    const totpSecret = enroll.body.secret;
+    const confirmed = await f.authApi.request('POST', '/v1/mfa/totp/confirm', { token: erin.body.token, json: { totp: totpCode(totpSecret, Date.now() - 30_000) } });
+    assert.equal(confirmed.status, 200, confirmed.bytes.toString());
+
+    return {
+      f,
+      web01,
+      engine: e,
+      recording,
+      audit,
+      totpSecret,
+      async stop() {
+        for (const s of stops.reverse()) await Promise.resolve(s()).catch(() => {});
+      },
+    };
+  } catch (e) {
+    for (const s of stops.reverse()) await Promise.resolve(s()).catch(() => {});
+    throw e;
+  }
+}
