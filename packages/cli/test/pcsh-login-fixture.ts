@@ -48,7 +48,7 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(prefix: string, users: readonly OidcTestUser[] = [alice, bob]): Promise<Stack> {
+export async function startStack(prefix: string, users: readonly OidcTestUser[] = [alice, bob], extraConfig: Readonly<Record<string, unknown>> = {}): Promise<Stack> {
   const dir = tempDir(prefix);
   const redis = await startRedis({ dir: dir.path });
   const provider = await startOidcProvider({ users, clients: [{ ...CLIENT, redirect_uris: ['http://127.0.0.1/callback'] }] });
@@ -61,6 +61,7 @@ export async function startStack(prefix: string, users: readonly OidcTestUser[] 
       audit: { sink: 'none' },
       roles: ROLES,
       oidc: { issuer: provider.issuer, ...CLIENT, allow_insecure_loopback_issuer: true, role_mapping: [{ value: 'eng', roles: ['dev'] }] },
+      ...extraConfig,
     },
     { env: {} },
   );
@@ -126,6 +127,8 @@ export async function fails(tool: 'pcsh' | 'pcctl', who: Laptop, args: readonly 
 export interface Running {
   waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   write(text: string): void;
+  /** SIGTERM, as Ctrl-C would end a `--follow`. */
+  stop(): void;
   readonly done: Promise<RunResult>;
 }
 
@@ -146,6 +149,7 @@ export function start(tool: 'pcsh' | 'pcctl', who: Laptop, args: readonly string
   return {
     done,
     write: (text) => child.stdin.write(text),
+    stop: () => child.kill('SIGTERM'),
     async waitForStderr(pattern, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

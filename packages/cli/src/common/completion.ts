@@ -10,7 +10,10 @@ import { CliError } from './errors.js';
  */
 
 interface OptionSpec {
+  /** Every spelling (`--type`, `-t`): a value after any of them is skipped. */
   readonly names: readonly string[];
+  /** What is offered: the long name, or the short one when there is no long one. */
+  readonly offered: string;
   readonly description: string;
   readonly takesValue: boolean;
   readonly choices: readonly string[] | undefined;
@@ -23,11 +26,14 @@ interface CommandSpec {
   readonly subcommands: readonly { readonly name: string; readonly description: string }[];
   readonly options: readonly OptionSpec[];
   readonly argChoices: readonly string[];
+  /** A positional argument names a file (`<file>`): zsh offers file names. */
+  readonly fileArg: boolean;
 }
 
 function optionSpec(o: Option): OptionSpec {
   return {
     names: [o.long, o.short].filter((n): n is string => n !== undefined),
+    offered: o.long ?? o.short ?? o.flags,
     description: o.description,
     takesValue: o.required || o.optional,
     choices: o.argChoices,
@@ -46,6 +52,7 @@ export function describeTree(root: Command): CommandSpec[] {
       subcommands: subs.flatMap((c) => [c.name(), ...c.aliases()].map((name) => ({ name, description: c.summary() || c.description().split('\n')[0] || '' }))),
       options: help.visibleOptions(cmd).map(optionSpec),
       argChoices: cmd.registeredArguments.flatMap((a: Argument) => a.argChoices ?? []),
+      fileArg: cmd.registeredArguments.some((a: Argument) => /file|path/i.test(a.name())),
     });
     for (const c of subs) walk(c, `${path}/${c.name()}`);
   };
@@ -74,7 +81,7 @@ export function bashCompletion(root: Command): string {
   const specs = describeTree(root);
   const valueOpts = valueOptionPatterns(specs);
   const paths = specs.filter((s) => s.path !== '').map((s) => shq(s.path));
-  const rootOpts = specs.find((s) => s.path === '')?.options.flatMap((o) => o.names) ?? [];
+  const rootOpts = specs.find((s) => s.path === '')?.options.map((o) => o.offered) ?? [];
   const valueCase = valueOpts
     .map(({ pattern, opt }) => {
       const action = opt.choices !== undefined ? `COMPREPLY=($(compgen -W ${shq(opt.choices.join(' '))} -- "$cur"))` : opt.file ? 'COMPREPLY=($(compgen -f -- "$cur"))' : 'COMPREPLY=()';
@@ -84,7 +91,7 @@ export function bashCompletion(root: Command): string {
   const skipCase = valueOpts.map(({ pattern }) => pattern).join('|');
   const wordsCase = specs
     .map((s) => {
-      const words = [...s.subcommands.map((c) => c.name), ...s.argChoices, ...s.options.flatMap((o) => o.names), ...(s.path === '' ? [] : rootOpts)];
+      const words = [...s.subcommands.map((c) => c.name), ...s.argChoices, ...s.options.map((o) => o.offered), ...(s.path === '' ? [] : rootOpts)];
       return `    ${shq(s.path)}) words=${shq([...new Set(words)].join(' '))} ;;`;
     })
     .join('\n');
@@ -136,8 +143,8 @@ export function zshCompletion(root: Command): string {
   const listsCase = specs
     .map((s) => {
       const cmds = s.subcommands.map((c) => describeEntry(c.name, c.description));
-      const options = [...s.options, ...(s.path === '' ? [] : (rootSpec?.options ?? []))].flatMap((o) => o.names.map((n) => describeEntry(n, o.description)));
-      return `    (${zq(s.path)}) cmds=(${cmds.join(' ')}); opts=(${options.join(' ')}); args=(${s.argChoices.map(zq).join(' ')}) ;;`;
+      const options = [...s.options, ...(s.path === '' ? [] : (rootSpec?.options ?? []))].map((o) => describeEntry(o.offered, o.description));
+      return `    (${zq(s.path)}) cmds=(${cmds.join(' ')}); opts=(${options.join(' ')}); args=(${s.argChoices.map(zq).join(' ')}); files=${s.fileArg ? 1 : 0} ;;`;
     })
     .join('\n');
   return `#compdef ${tool}
@@ -146,7 +153,7 @@ export function zshCompletion(root: Command): string {
 compdef ${fn} ${tool}
 
 ${fn}() {
-  local p='' w i
+  local p='' w i files=0 ret=1
   local -a cmds opts args
   for (( i = 2; i < CURRENT; i++ )); do
     w=\${words[i]}
@@ -169,11 +176,13 @@ ${valueCase}
 ${listsCase}
   esac
   if [[ $PREFIX == -* ]]; then
-    _describe -t options option opts
+    _describe -t options option opts && ret=0
   else
-    (( \${#cmds} )) && _describe -t commands command cmds
-    (( \${#args} )) && compadd -- "\${args[@]}"
+    (( \${#cmds} )) && _describe -t commands command cmds && ret=0
+    (( \${#args} )) && compadd -- "\${args[@]}" && ret=0
+    (( files )) && _files && ret=0
   fi
+  return ret
 }
 
 if [ "$funcstack[1]" = "${fn}" ]; then

@@ -80,7 +80,7 @@ export function addEnforcementCommands(program: Command): void {
     'pcctl unlock 9f86d081884c7d65',
   );
 
-  const locks = program.command('locks').description('locks in force');
+  const locks = withExamples(program.command('locks').description('locks in force'), 'pcctl locks ls');
   withExamples(
     locks
       .command('ls')
@@ -141,7 +141,7 @@ export function addEnforcementCommands(program: Command): void {
     'pcctl revoke --user mallory',
   );
 
-  const krl = program.command('krl').description('the key revocation list hosts load as RevokedKeys');
+  const krl = withExamples(program.command('krl').description('the key revocation list hosts load as RevokedKeys'), 'pcctl krl show', 'pcctl krl export revoked.krl');
   withExamples(
     krl
       .command('show')

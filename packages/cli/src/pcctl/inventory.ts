@@ -50,7 +50,7 @@ function certExpiry(h: HostListing): string | undefined {
 }
 
 export function addInventoryCommands(program: Command): void {
-  const tokens = program.command('tokens').description('join tokens that enroll hosts and proxies');
+  const tokens = withExamples(program.command('tokens').description('join tokens that enroll hosts and proxies'), 'pcctl tokens add host --labels env=prod');
 
   withExamples(
     tokens
@@ -108,7 +108,7 @@ export function addInventoryCommands(program: Command): void {
     'pcctl tokens rm 3f2a9c01d4e5b6a7',
   );
 
-  const hosts = program.command('hosts').description('enrolled hosts and proxies');
+  const hosts = withExamples(program.command('hosts').description('enrolled hosts and proxies'), 'pcctl hosts ls');
 
   withExamples(
     hosts

@@ -30,7 +30,6 @@ export function buildPcctl(): Command {
     'pcctl users add alice --roles dev',
     'pcctl lock --user alice --message "offboarding"',
     'pcctl audit --follow',
-    '# Session recordings are listed and exported by the web gateway, not (yet) by pcctl.',
   );
   return program;
 }

@@ -53,7 +53,7 @@ async function putRole(cmd: Command, path: string, mode: 'create' | 'update'): P
 }
 
 export function addRoleCommands(program: Command): void {
-  const roles = program.command('roles').description('what users may do: logins, host labels, certificate and session options');
+  const roles = withExamples(program.command('roles').description('what users may do: logins, host labels, certificate and session options'), 'pcctl roles ls', 'pcctl roles create dev.yaml');
 
   withExamples(
     roles

@@ -76,7 +76,7 @@ export function addStatusCommands(program: Command): void {
     'pcctl status',
   );
 
-  const auth = program.command('auth').description('the certificate authorities');
+  const auth = withExamples(program.command('auth').description('the certificate authorities'), 'pcctl auth export --type user');
   withExamples(
     auth
       .command('export')

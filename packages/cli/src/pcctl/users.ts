@@ -38,7 +38,7 @@ function printInvite(json: boolean | undefined, body: unknown, invite: Invite | 
 }
 
 export function addUserCommands(program: Command): void {
-  const users = program.command('users').description('people who sign in: local users (invite links) and SSO users');
+  const users = withExamples(program.command('users').description('people who sign in: local users (invite links) and SSO users'), 'pcctl users ls', 'pcctl users add alice --roles dev');
 
   withExamples(
     users

@@ -2,15 +2,12 @@ import { Command, Option } from 'commander';
 import { addCompletionCommand } from '../common/completion.js';
 import { withExamples } from '../common/help.js';
 import { createProgram } from '../common/main.js';
-import { ensureCertificate } from './certificate.js';
-import { printSshConfig, listHosts } from './hosts.js';
-import { login, logout } from './login.js';
-import { addTotp } from './mfa.js';
-import { status } from './status.js';
 
 /*
  * The pcsh command tree (engineers). The SSH commands (ssh, scp, proxy ssh, play, join...)
- * are added by their own module when the proxy client lands; everything here talks to auth.
+ * are added by their own modules; everything here talks to auth. Each action loads its module
+ * when it runs: cert-core alone costs ~0.2 s to load, which --help, completion, ls and config
+ * should not pay.
  */
 
 interface Globals {
@@ -37,6 +34,7 @@ export function buildPcsh(): Command {
       .action(async (_o, cmd: Command) => {
         const o = cmd.opts<{ auth?: string; fingerprint?: string; insecureAcceptFingerprint?: boolean; headless?: boolean; user?: string; browser: boolean; ttl?: string }>();
         const profile = globals(cmd).profile;
+        const { login } = await import('./login.js');
         await login({ ...o, ...(profile === undefined ? {} : { profile }) });
       }),
     'pcsh login --auth https://bastion.example.com:3025 --fingerprint AB:CD:…',
@@ -48,7 +46,7 @@ export function buildPcsh(): Command {
     program
       .command('logout')
       .description('end the login session at auth and delete the local key, certificate and token')
-      .action(async (_o, cmd: Command) => logout(globals(cmd).profile)),
+      .action(async (_o, cmd: Command) => (await import('./login.js')).logout(globals(cmd).profile)),
     'pcsh logout',
     'pcsh logout --profile staging',
   );
@@ -58,7 +56,7 @@ export function buildPcsh(): Command {
       .command('status')
       .description('show the user, roles, logins, session expiry and the current certificate')
       .option('--json', 'print JSON')
-      .action(async (_o, cmd: Command) => status({ ...globals(cmd), ...cmd.opts<{ json?: boolean }>() })),
+      .action(async (_o, cmd: Command) => (await import('./status.js')).status({ ...globals(cmd), ...cmd.opts<{ json?: boolean }>() })),
     'pcsh status',
     'pcsh status --json | jq .certificate.valid_before',
   );
@@ -69,7 +67,7 @@ export function buildPcsh(): Command {
       .description('list the hosts your roles reach, optionally only those with these labels')
       .argument('[label=value...]', 'label filters (all must match)')
       .option('--json', 'print JSON')
-      .action(async (labels: string[], _o, cmd: Command) => listHosts({ ...globals(cmd), ...cmd.opts<{ json?: boolean }>() }, labels)),
+      .action(async (labels: string[], _o, cmd: Command) => (await import('./hosts.js')).listHosts({ ...globals(cmd), ...cmd.opts<{ json?: boolean }>() }, labels)),
     'pcsh ls',
     'pcsh ls env=prod team=web',
     'pcsh ls --json | jq -r ".[].name"',
@@ -81,12 +79,12 @@ export function buildPcsh(): Command {
       .description('print an ssh_config block so that plain ssh, scp and rsync go through Portcullis')
       .argument('[host...]', 'only these hosts (default: every host you may reach)')
       .option('--pattern', 'one Host *.<profile> block instead of listing hosts')
-      .action(async (hosts: string[], _o, cmd: Command) => printSshConfig({ ...globals(cmd), ...cmd.opts<{ pattern?: boolean }>() }, hosts)),
+      .action(async (hosts: string[], _o, cmd: Command) => (await import('./hosts.js')).printSshConfig({ ...globals(cmd), ...cmd.opts<{ pattern?: boolean }>() }, hosts)),
     'pcsh config >> ~/.ssh/config && ssh ubuntu@web01',
     'pcsh config --pattern',
   );
 
-  const certificate = program.command('certificate').description('the SSH certificate pcsh presents');
+  const certificate = withExamples(program.command('certificate').description('the SSH certificate pcsh presents'), 'pcsh certificate ensure');
   withExamples(
     certificate
       .command('ensure')
@@ -97,6 +95,7 @@ export function buildPcsh(): Command {
       .action(async (_o, cmd: Command) => {
         const o = cmd.opts<{ force?: boolean; ttl?: string; minValid: string }>();
         const profile = globals(cmd).profile;
+        const { ensureCertificate } = await import('./certificate.js');
         await ensureCertificate({
           ...(profile === undefined ? {} : { profile }),
           ...(o.force === true ? { force: true } : {}),
@@ -107,13 +106,13 @@ export function buildPcsh(): Command {
     'pcsh certificate ensure && ssh -o CertificateFile=~/.pcsh/keys/bastion/id_ed25519-cert.pub …',
   );
 
-  const mfa = program.command('mfa').description('second factors');
+  const mfa = withExamples(program.command('mfa').description('second factors'), 'pcsh mfa add');
   withExamples(
     mfa
       .command('add')
       .description('enroll a TOTP authenticator app')
       .option('--replace', 'replace the enrolled one (asks for a code from it first)')
-      .action(async (_o, cmd: Command) => addTotp({ ...globals(cmd), ...cmd.opts<{ replace?: boolean }>() })),
+      .action(async (_o, cmd: Command) => (await import('./mfa.js')).addTotp({ ...globals(cmd), ...cmd.opts<{ replace?: boolean }>() })),
     'pcsh mfa add',
   );
 
