@@ -101,6 +101,14 @@ test('pcsh play replays what was just recorded; recordings ls finds it', async (
   assert.match(played.stdout, /recorded-marker-42/);
   const text = await ok('pcctl', w.admin, ['recordings', 'export', id, '--format', 'text', ...redis]);
   assert.match(text.stdout, /recorded-marker-42/);
+  // Signed by auth when the session ended (retried until it is).
+  let verified = await cli('pcctl', w.admin, ['recordings', 'verify', id, ...redis]);
+  for (let i = 0; i < 30 && verified.code !== 0; i++) {
+    await sleep(200);
+    verified = await cli('pcctl', w.admin, ['recordings', 'verify', id, ...redis]);
+  }
+  assert.equal(verified.code, 0, verified.stderr);
+  assert.match(verified.stdout, /digest chain and auth's signature verify/);
   await fails('pcsh', w.admin, ['play', 'nosuchrecording', '--no-keys', ...redis], 5, /no recording nosuchrecording/);
 });
 
@@ -111,6 +119,32 @@ test('bad input: one line, a non-zero exit, no stack trace', async () => {
   await fails('pcsh', w.carol, ['proxy', 'ssh', 'root@web01:22'], 2, /proxy address/, { env: { PCSH_PROXY: 'not a host:99999' } });
   const nobody = { ...w.carol, env: { ...w.carol.env, PCSH_HOME: w.stack.dir.file('nobody') } };
   await fails('pcsh', nobody, ['ssh', 'web01', 'true'], 3, /not logged in/);
+});
+
+test('pcsh join shows a live session as it happens; sessions ls lists it', async () => {
+  const redis = ['--redis', w.stack.redis.url];
+  const bin = new URL('../bin/pcsh', import.meta.url).pathname;
+  const child = spawn(bin, ['ssh', 'root@web01', 'sleep 2; echo live-marker-$((3*3)); sleep 2'], { env: w.carol.env, stdio: 'ignore' });
+  const ended = new Promise((resolve) => child.once('exit', resolve));
+  let id: string | undefined;
+  for (let i = 0; i < 50 && id === undefined; i++) {
+    const live = JSON.parse((await ok('pcsh', w.admin, ['sessions', 'ls', '--json', ...redis])).stdout) as { id: string; command?: string }[];
+    id = live.find((r) => r.command?.includes('live-marker') === true)?.id;
+    if (id === undefined) await sleep(100);
+  }
+  assert.ok(id, 'the live session is listed');
+  const joined = await ok('pcsh', w.admin, ['join', id, ...redis]);
+  assert.match(joined.stdout, /live-marker-9/);
+  await ended;
+});
+
+test('an expired login is one line before ssh starts', async () => {
+  w.stack.clock.offset = 13 * 3600_000;
+  try {
+    await fails('pcsh', w.carol, ['ssh', 'root@web01', 'true'], 3, /has expired or was revoked; run pcsh login/);
+  } finally {
+    w.stack.clock.offset = 0;
+  }
 });
 
 test('pcctl revoke refuses the next connection with that certificate', async () => {
