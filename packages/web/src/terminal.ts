@@ -36,6 +36,19 @@ const clientMessage = z.discriminatedUnion('type', [
 ]);
 type ClientMessage = z.infer<typeof clientMessage>;
 
+/** A text frame from the page, or the reason it is not a v1 message. */
+export function parseTerminalClientMessage(text: string): { ok: true; message: ClientMessage } | { ok: false; reason: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'a text frame that is not JSON' };
+  }
+  const r = clientMessage.safeParse(parsed);
+  if (!r.success) return { ok: false, reason: `not a ${TERMINAL_PROTOCOL} message: ${r.error.issues[0]?.message ?? 'invalid'}` };
+  return { ok: true, message: r.data };
+}
+
 /** Output queued for a slow browser before the target is no longer read. */
 const HIGH_WATER = 1024 * 1024;
 const OPEN_TIMEOUT_MS = 15_000;
@@ -233,15 +246,9 @@ class TerminalSocket {
       this.#terminal?.write(bytes);
       return;
     }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(bytes.toString('utf8'));
-    } catch {
-      return this.#close(TERMINAL_CLOSE.protocol, 'a text frame that is not JSON');
-    }
-    const r = clientMessage.safeParse(parsed);
-    if (!r.success) return this.#close(TERMINAL_CLOSE.protocol, `not a ${TERMINAL_PROTOCOL} message: ${r.error.issues[0]?.message ?? 'invalid'}`);
-    const m = r.data;
+    const r = parseTerminalClientMessage(bytes.toString('utf8'));
+    if (!r.ok) return this.#close(TERMINAL_CLOSE.protocol, r.reason);
+    const m = r.message;
     if (this.#waiter !== undefined) return this.#waiter(m);
     switch (m.type) {
       case 'ping':

@@ -16,10 +16,12 @@ import { ADMIN_PASSWORD, setAdminPassword, startWebFixture, type WebFixture } fr
 
 export const ERIN = { name: 'erin', password: 'erin-password-1' };
 
-const ROLES = [
-  { kind: 'role', name: 'dev', spec: { allow: { logins: ['ubuntu', 'deploy'], host_labels: { '*': '*' } } } },
-  { kind: 'role', name: 'ops', spec: { allow: { logins: ['root'], host_labels: { env: 'dev' } }, options: { require_session_mfa: true, record_input: true } } },
-];
+function roles(sessionMfa: boolean): unknown[] {
+  return [
+    { kind: 'role', name: 'dev', spec: { allow: { logins: ['ubuntu', 'deploy'], host_labels: { '*': '*' } } } },
+    { kind: 'role', name: 'ops', spec: { allow: { logins: ['root'], host_labels: { env: 'dev' } }, options: { require_session_mfa: sessionMfa, record_input: true } } },
+  ];
+}
 
 export interface TerminalWorld {
   readonly f: WebFixture;
@@ -31,7 +33,8 @@ export interface TerminalWorld {
   stop(): Promise<void>;
 }
 
-export async function startTerminalWorld(): Promise<TerminalWorld> {
+/** `sessionMfa: false` drops the per-session second factor (the load test opens hundreds). */
+export async function startTerminalWorld(o: { readonly sessionMfa?: boolean; readonly sshdConfig?: readonly string[] } = {}): Promise<TerminalWorld> {
   // The gateway starts before the engine can be enrolled (that needs auth running), so it gets
   // a forwarder that the engine fills in.
   let engine: WebSessionEngine | undefined;
@@ -41,7 +44,7 @@ export async function startTerminalWorld(): Promise<TerminalWorld> {
       return engine.open(r);
     },
   };
-  const f = await startWebFixture({ roles: ROLES, terminals: forwarder });
+  const f = await startWebFixture({ roles: roles(o.sessionMfa ?? true), terminals: forwarder });
   const stops: (() => unknown)[] = [() => f.stop()];
   try {
     await setAdminPassword(f);
@@ -70,7 +73,7 @@ export async function startTerminalWorld(): Promise<TerminalWorld> {
       revokedKeys: krl.bytes,
       hostKey: { privateKeyPath: `${d}/host_key`, certificatePath: `${d}/host_key-cert.pub` },
       authorizedPrincipalsFile: { contents: 'root\n' },
-      extraConfig: ['PermitTTY yes'],
+      extraConfig: ['PermitTTY yes', ...(o.sshdConfig ?? [])],
     });
     stops.push(() => web01.stop());
 
