@@ -132,8 +132,17 @@ export interface Running {
   readonly done: Promise<RunResult>;
 }
 
-export function start(tool: 'pcsh' | 'pcctl', who: Laptop, args: readonly string[]): Running {
-  const child = spawn(BIN(tool), args, { env: { ...who.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * Runs the command in a pseudo-terminal (util-linux script), as a person at a keyboard would:
+ * prompts switch to their terminal behaviour (no echo for secrets, yes/no questions).
+ */
+export function startInTerminal(tool: 'pcsh' | 'pcctl', who: Laptop, args: readonly string[]): Running {
+  const q = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
+  return start(tool, who, args, ['script', '-qfec', [BIN(tool), ...args].map(q).join(' '), '/dev/null']);
+}
+
+export function start(tool: 'pcsh' | 'pcctl', who: Laptop, args: readonly string[], argv: readonly string[] = [BIN(tool), ...args]): Running {
+  const child = spawn(argv[0]!, argv.slice(1), { env: { TERM: 'xterm', ...who.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));

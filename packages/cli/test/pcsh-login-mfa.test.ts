@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { acceptInvite, adminLaptop, cli, fails, laptop, ok, start, startStack, type Laptop, type Stack } from './pcsh-login-fixture.js';
+import { acceptInvite, adminLaptop, cli, fails, laptop, ok, start, startInTerminal, startStack, type Laptop, type Stack } from './pcsh-login-fixture.js';
 
 /*
  * A local user's whole path with a second factor: invited by an admin with pcctl, password
@@ -88,5 +88,27 @@ describe('pcsh login with a password and TOTP', () => {
     await ok('pcctl', admin, ['users', 'update', 'carol', '--set-roles', 'dev']);
     await ok('pcsh', carol, loginArgs(), { env: { PCSH_PASSWORD: PASSWORD } });
     assert.match((await ok('pcsh', carol, ['status'])).stdout, /^Session: +password, no second factor/m);
+  });
+
+  test('in a terminal: the fingerprint is asked about, the password is read without echo', async () => {
+    const fresh = laptop(stack, 'carol-tty');
+    const login = startInTerminal('pcsh', fresh, ['login', '--auth', stack.info.url, '--user', 'carol']);
+    await login.waitForStderr(new RegExp(`SHA-256 fingerprint: ${stack.info.fingerprint}[\\s\\S]*Does this match the fingerprint its operator gave you\\? \\[y/N\\]`));
+    login.write('y\r');
+    await login.waitForStderr(/Password for carol@127\.0\.0\.1: /);
+    login.write(`${PASSWORD}\r`);
+    const r = await login.done;
+    assert.equal(r.code, 0, r.stdout);
+    assert.doesNotMatch(r.stdout, new RegExp(PASSWORD));
+    assert.match((await ok('pcsh', fresh, ['status'])).stdout, /^User: +carol \(local\)$/m);
+
+    // Answering no (or just Enter) leaves nothing behind.
+    const other = laptop(stack, 'carol-no');
+    const refused = startInTerminal('pcsh', other, ['login', '--auth', stack.info.url, '--user', 'carol']);
+    await refused.waitForStderr(/\[y\/N\]/);
+    refused.write('\r');
+    const n = await refused.done;
+    assert.equal(n.code, 3);
+    assert.match(n.stdout, /pcsh: auth at 127\.0\.0\.1:\d+ is not trusted yet/);
   });
 });

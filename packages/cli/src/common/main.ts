@@ -56,6 +56,14 @@ export function reportError(tool: string, e: unknown, stderr: NodeJS.WritableStr
 
 /** Parses argv, runs the command, sets the exit code. Never throws. */
 export async function runMain(tool: string, program: Command, argv: readonly string[] = process.argv): Promise<void> {
+  // A failure outside the awaited chain (a socket error event, a stray rejection) still ends
+  // as one line, not as Node's default dump.
+  const fatal = (e: unknown): void => {
+    process.exitCode = reportError(tool, e);
+    process.exit();
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
   try {
     await program.parseAsync([...argv]);
   } catch (e) {
