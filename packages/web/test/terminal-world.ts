@@ -128,3 +128,27 @@ export async function startTerminalWorld(o: { readonly sessionMfa?: boolean; rea
     throw e;
   }
 }
+
+function sessionCookie(headers: Record<string, unknown>): string {
+  const set = headers['set-cookie'];
+  const line = (Array.isArray(set) ? set : [String(set ?? '')]).find((c: string) => c.startsWith('__Host-pc_session='));
+  if (line === undefined) throw new Error('test: the gateway set no session cookie');
+  return line.split(';')[0]!;
+}
+
+/** Signs erin in through the gateway's API as the app does (session, password, TOTP); the cookie. */
+export async function signInErin(w: TerminalWorld, at = Date.now()): Promise<string> {
+  const origin = w.f.info.url;
+  const s = await w.f.client.request<{ csrf: string }>('GET', '/web/api/session');
+  let cookie = sessionCookie(s.headers);
+  const post = async <T>(path: string, json: unknown, csrf: string): Promise<{ body: T; headers: Record<string, unknown> }> => {
+    const r = await w.f.client.request<T>('POST', path, { json, headers: { cookie, origin, 'x-csrf-token': csrf } });
+    assert.equal(r.status, 200, `${path}: ${r.bytes.toString()}`);
+    return { body: r.body, headers: r.headers };
+  };
+  const first = await post<{ csrf: string }>('/web/api/login/password', { username: ERIN.name, password: ERIN.password }, s.body.csrf);
+  cookie = sessionCookie(first.headers);
+  const second = await post<{ stage: string }>('/web/api/login/mfa/totp', { totp: totpCode(w.totpSecret, at) }, first.body.csrf);
+  assert.equal(second.body.stage, 'authenticated');
+  return sessionCookie(second.headers);
+}
