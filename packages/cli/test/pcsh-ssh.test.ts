@@ -15,6 +15,8 @@ import { startSshWorld, type SshWorld } from './pcsh-ssh-fixture.js';
  */
 
 let w: SshWorld;
+/** A recorded session a few seconds long (from the join test), for the player's keys. */
+let liveId: string | undefined;
 before(async () => {
   w = await startSshWorld('pcsh-ssh-');
 });
@@ -136,6 +138,39 @@ test('pcsh join shows a live session as it happens; sessions ls lists it', async
   const joined = await ok('pcsh', w.admin, ['join', id, ...redis]);
   assert.match(joined.stdout, /live-marker-9/);
   await ended;
+  liveId = id;
+});
+
+test('pcsh play keys in a terminal: space pauses and resumes, q quits', async () => {
+  assert.ok(liveId, 'the join test recorded a session');
+  const session = `pcsh-play-${process.pid}`;
+  const bin = new URL('../bin/pcsh', import.meta.url).pathname;
+  const env = Object.entries({ ...w.admin.env, TERM: 'xterm-256color' }).map(([k, v]) => `${k}=${v ?? ''}`);
+  const tmux = (...args: string[]): string => spawnSync('tmux', ['-L', session, ...args], { encoding: 'utf8' }).stdout;
+  const script = `${bin} play ${liveId} --redis ${w.stack.redis.url}; echo PLAY-EXITED-$?; sleep 30`;
+  tmux('new-session', '-d', '-x', '100', '-y', '30', 'env', '-i', ...env, 'sh', '-c', script);
+  try {
+    const screen = async (pattern: RegExp, timeoutMs = 20_000): Promise<string> => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const text = tmux('capture-pane', '-p');
+        if (pattern.test(text)) return text;
+        if (Date.now() > deadline) throw new Error(`no ${pattern} on the screen:\n${text}`);
+        await sleep(100);
+      }
+    };
+    // The marker comes about 2 s into the recording; paused at once, it must not show.
+    await sleep(700);
+    tmux('send-keys', ' ');
+    await sleep(3_000);
+    assert.doesNotMatch(tmux('capture-pane', '-p'), /live-marker-9/);
+    tmux('send-keys', ' ');
+    await screen(/live-marker-9/);
+    tmux('send-keys', 'q');
+    await screen(/PLAY-EXITED-0/);
+  } finally {
+    tmux('kill-server');
+  }
 });
 
 test('an expired login is one line before ssh starts', async () => {

@@ -103,15 +103,27 @@ export async function playCommand(o: PlayCommandOptions, id: string): Promise<vo
               run.abort();
             }
           });
-    // A paused player is a sleep that does not end until the pause does.
+    // Waits in short slices so that a pause freezes the timeline where it is, rather than
+    // holding back only the event after the current wait.
+    const slice = (ms: number, signal?: AbortSignal): Promise<void> =>
+      new Promise((resolve) => {
+        const done = (): void => {
+          clearTimeout(t);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const t = setTimeout(done, ms);
+        signal?.addEventListener('abort', done, { once: true });
+      });
     const sleep = async (ms: number, signal?: AbortSignal): Promise<void> => {
-      if (ms > 0 && Number.isFinite(ms)) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, ms);
-          signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-        });
+      let left = Number.isFinite(ms) ? ms : 0;
+      for (;;) {
+        while (paused && signal?.aborted !== true) await new Promise<void>((resolve) => (resumePaused = resolve));
+        if (left <= 0 || signal?.aborted === true) return;
+        const step = Math.min(left, 100);
+        await slice(step, signal);
+        left -= step;
       }
-      while (paused && !signal?.aborted) await new Promise<void>((resolve) => (resumePaused = resolve));
     };
     try {
       let fromMs = 0;
