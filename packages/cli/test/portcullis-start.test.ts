@@ -55,6 +55,70 @@ test('portcullis start: first start on an empty state, health, an SSH handshake,
   }
 });
 
+/** A running `portcullis start`, its stderr read as it comes. */
+function startService(args: readonly string[], home: string): { err(): string; until(re: RegExp): Promise<RegExpMatchArray>; stop(): Promise<number | null> } {
+  const child = spawn(BIN, ['start', ...args], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  child.stdout.resume();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    err: () => err,
+    async until(re) {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const m = re.exec(err);
+        if (m) return m;
+        assert.ok(Date.now() < deadline && child.exitCode === null, `no ${re}:\n${err}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+test('portcullis start --roles: auth on its own, then a proxy alone enrolled with a join token', async () => {
+  const dir = tempDir('pc-split-');
+  try {
+    const authConfig = dir.file('auth.yaml');
+    writeFileSync(authConfig, ['state_dir: ./auth-machine', 'auth:', '  listen: 127.0.0.1:0', ''].join('\n'));
+    const auth = startService(['--config', authConfig, '--roles', 'auth'], dir.path);
+    try {
+      const [, url, fingerprint] = await auth.until(/auth: listening on (https:\/\/[^ ]+) \(TLS certificate SHA-256 ([0-9A-F:]+)/);
+      await auth.until(/portcullis: running auth \(/);
+      const invite = /\/invite#([A-Za-z0-9_-]+)/.exec(auth.err())?.[1];
+      assert.ok(invite, auth.err());
+      const client = new AuthClient({ url: url!, fingerprint: fingerprint! });
+      assert.equal((await client.request('POST', '/v1/invites/accept', { json: { token: invite, password: 'split-admin-password' } })).status, 200);
+      const login = await client.request<{ token: string }>('POST', '/v1/login/password', { json: { username: 'admin', password: 'split-admin-password' } });
+      const made = await client.request<{ token: string }>('POST', '/v1/admin/tokens', { token: login.body.token, json: { type: 'proxy' } });
+      assert.equal(made.status, 200, made.bytes.toString());
+
+      const proxyConfig = dir.file('proxy.yaml');
+      const socket = dir.file('auth-machine/auth/redis/redis.sock');
+      writeFileSync(
+        proxyConfig,
+        ['state_dir: ./proxy-machine', 'proxy:', '  listen: 127.0.0.1:0', '  name: bastion-2', `  join_token: ${made.body.token}`, '  auth:', `    url: ${url}`, `    fingerprint: "${fingerprint}"`, '  redis:', `    url: unix://${socket}`, ''].join('\n'),
+      );
+      const proxy = startService(['--config', proxyConfig, '--roles', 'proxy'], dir.path);
+      try {
+        await proxy.until(/proxy: enrolled with auth as bastion-2/);
+        await proxy.until(/portcullis: running proxy \(/);
+        assert.doesNotMatch(proxy.err(), /First start/);
+      } finally {
+        assert.equal(await proxy.stop(), 0, proxy.err());
+      }
+    } finally {
+      assert.equal(await auth.stop(), 0, auth.err());
+    }
+  } finally {
+    dir.remove();
+  }
+});
+
 test('portcullis start: a malformed config is one line naming the key, exit 6', async () => {
   const dir = tempDir('pc-start-bad-');
   try {
