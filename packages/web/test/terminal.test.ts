@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page, type WebSocketRoute } from 'playwright-core';
 import { totpCode } from '@portcullis/auth';
 import { readRecordingMeta } from '@portcullis/recording';
 import { TERMINAL_PROTOCOL } from '../shared/terminal-protocol.js';
@@ -220,5 +220,27 @@ describe('the browser terminal in Chromium', () => {
     await foreign.goto(`${w.f.provider.issuer}/.well-known/openid-configuration`);
     assert.equal(await probe(foreign, wsUrl), 'closed 1006', 'from a page of another origin');
     await foreign.close();
+  });
+
+  test('a dropped connection says so and offers to reconnect, which opens a new session', async () => {
+    // Playwright stands between the page and the gateway and cuts the connection, as a network
+    // would; everything else goes through to the real gateway.
+    const routes: WebSocketRoute[] = [];
+    const other = await context.newPage();
+    await other.routeWebSocket(/\/web\/api\/terminal$/, (ws) => {
+      ws.connectToServer();
+      routes.push(ws);
+    });
+    await other.goto(`${w.f.info.url}/web/terminal?host=web01&login=root`);
+    // The gateway asks for this session's second factor: the socket is up.
+    await other.locator('#term-mfa').waitFor({ state: 'visible' });
+    await routes[0]!.close({ code: 1011, reason: '' });
+    await other.locator('#term-state', { hasText: 'disconnected' }).waitFor();
+    assert.match((await other.textContent('#term-status')) ?? '', /connection dropped/);
+    await other.click('#term-reconnect');
+    await other.locator('#term-mfa').waitFor({ state: 'visible' });
+    assert.equal(routes.length, 2, 'a new WebSocket');
+    assert.equal(await other.isVisible('#term-reconnect'), false);
+    await other.close();
   });
 });
