@@ -34,7 +34,11 @@ export interface RecorderOptions {
   readonly signer?: RecordingSigner;
   /** Unix milliseconds (default Date.now). */
   readonly now?: () => number;
-  /** Output is coalesced into one event per flushIntervalMs (default 10) or flushBytes (default 32 KiB). */
+  /**
+   * Output is coalesced into one event per flushIntervalMs (default 10) or flushBytes (default
+   * 32 KiB on a channel with a pty, whose screen is replayed event by event; 256 KiB otherwise,
+   * where bulk transfers would pay per event in Redis).
+   */
   readonly flushIntervalMs?: number;
   readonly flushBytes?: number;
   /** A terminal snapshot after this much output (default 256 KiB) or this long with output (default 10 s). */
@@ -70,8 +74,13 @@ interface PendingChunk {
   readonly stream: 0 | 1;
   readonly t: number;
   readonly parts: Uint8Array[];
+  /** Bytes at which the chunk is flushed. */
+  readonly limit: number;
   size: number;
 }
+
+const PTY_FLUSH_BYTES = 32 * 1024;
+const BULK_FLUSH_BYTES = 256 * 1024;
 
 const MAX_TYPED_LINES = 10_000;
 /** Bytes a terminal emulator may have queued before the session waits for it (xterm drops past 50 MB). */
@@ -398,12 +407,13 @@ export class Recorder {
     const p = this.pending;
     if (p && (p.type !== type || p.channel !== channel || p.stream !== stream)) this.flushPending();
     if (!this.pending) {
-      this.pending = { type, channel, stream, t: this.offset(), parts: [], size: 0 };
+      const limit = this.o.flushBytes ?? (type === 'input' || this.channels.get(channel)?.screen ? PTY_FLUSH_BYTES : BULK_FLUSH_BYTES);
+      this.pending = { type, channel, stream, t: this.offset(), parts: [], limit, size: 0 };
       this.pendingTimer = setTimeout(() => this.flushPending(), this.o.flushIntervalMs ?? 10);
     }
     this.pending.parts.push(data);
     this.pending.size += data.length;
-    if (this.pending.size >= (this.o.flushBytes ?? 32 * 1024)) this.flushPending();
+    if (this.pending.size >= this.pending.limit) this.flushPending();
   }
 
   private flushPending(): void {
