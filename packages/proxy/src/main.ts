@@ -15,6 +15,7 @@ import type { ProxyHostKey } from './config.js';
 import { ProxyError } from './errors.js';
 import { createProxyMetrics } from './metrics.js';
 import { httpSignatureService, startSessionRecording } from './recording.js';
+import { WebSessionEngine } from './web-session.js';
 import type { RecordingSignatureService, SessionRecording } from './recording.js';
 import { startProxy, type RunningProxy } from './server.js';
 
@@ -144,6 +145,8 @@ export interface ProxyServiceDeps {
 export interface RunningProxyService {
   readonly proxy: RunningProxy;
   readonly recording: SessionRecording;
+  /** The same engine for browser terminals (WebGateway's `terminals` when web runs in this process). */
+  readonly webSessions: WebSessionEngine;
   readonly metricsPort: number | undefined;
   /** Drains sessions (drain_grace), finishes their recordings, closes Redis. */
   stop(): Promise<void>;
@@ -226,6 +229,8 @@ export async function startProxyService(config: ProxyServiceConfig, deps: ProxyS
       ...(config.name === undefined ? {} : { name: config.name }),
       timeouts: { drainGraceMs: config.drainGraceMs },
     });
+    const webSessions = new WebSessionEngine({ authority, tap: recording.tap, audit, metrics, log });
+    await webSessions.start();
     let metricsPort: number | undefined;
     if (config.metricsListen !== undefined) {
       const server = createServer((req, res) => {
@@ -245,10 +250,12 @@ export async function startProxyService(config: ProxyServiceConfig, deps: ProxyS
     return {
       proxy,
       recording: rec,
+      webSessions,
       metricsPort,
       stop: () =>
         (stopping ??= (async () => {
           await proxy.stop();
+          webSessions.stop('the proxy is shutting down');
           await rec.stop();
           metricsServer?.close();
           ownAuthority?.close();

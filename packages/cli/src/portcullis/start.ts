@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatCertificate, formatPrivateKey } from '@portcullis/cert-core';
+import { formatCertificate, formatPrivateKey, parseCertificateText, type Certificate } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { AuthService, SYSTEM_ACTOR, createJoinToken, parseAuthConfig, type AuthServiceInfo, type LoadedAuthConfig } from '@portcullis/auth';
 import { enrollProxy } from '@portcullis/proxy';
@@ -42,6 +42,26 @@ function configError(e: unknown, service: string): never {
   if (e instanceof CliError) throw e;
   const message = e instanceof Error ? e.message : String(e);
   throw new CliError('ERR_CONFIG', `${service}: ${message.replace(/^(invalid auth config|config): /, '')}`);
+}
+
+/** The proxy's host certificate as enrolled; undefined when missing or unreadable (then it is renewed). */
+export function readProxyCertificate(dir: string): Certificate | undefined {
+  try {
+    return parseCertificateText(readFileSync(join(dir, 'host_key-cert.pub'), 'utf8').trim(), 'proxy host certificate').cert;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the proxy's host certificate should be replaced: past the middle of its life (as
+ * auth's own renewal window starts), or missing. An expired one would make every client refuse
+ * the proxy, and nothing else renews it while the process runs, so each start checks.
+ */
+export function proxyCertificateDue(cert: Certificate | undefined, nowMs: number): boolean {
+  if (cert === undefined) return true;
+  const now = BigInt(Math.floor(nowMs / 1000));
+  return now >= cert.validAfter + (cert.validBefore - cert.validAfter) / 2n;
 }
 
 function privateDir(path: string): string {
@@ -94,16 +114,22 @@ export async function startPortcullis(c: StartConfig, log: Log): Promise<Running
     if (runs('proxy')) {
       const dir = privateDir(serviceDir(c, 'proxy'));
       const where = authUrl(c.proxy.auth);
-      if (!existsSync(join(dir, 'credential'))) {
+      const { name, names } = proxyNames(c);
+      const due = !existsSync(join(dir, 'credential')) || proxyCertificateDue(readProxyCertificate(dir), Date.now());
+      if (due && existsSync(join(dir, 'credential'))) {
+        if (auth === undefined) log(`proxy: the host certificate in ${dir} is past the middle of its life; to renew it, remove ${join(dir, 'credential')} and start again with a proxy join token made for ${name}`);
+        else log('proxy: the host certificate is past the middle of its life: enrolling again for a fresh one');
+      }
+      if (due && (auth !== undefined || !existsSync(join(dir, 'credential')))) {
         let token = c.proxy.join_token;
         if (token === undefined) {
           if (auth === undefined) throw new CliError('ERR_CONFIG', 'config: proxy.join_token: required for the first start when auth is not run here (pcctl tokens add proxy)');
-          // The same token an admin would make with pcctl, made by the service itself and audited as such.
-          const made = await createJoinToken(auth.context.redis, { type: 'proxy', createdBy: 'portcullis start', ttlSeconds: 600 }, Date.now());
-          await auth.context.audit.emit('token.created', SYSTEM_ACTOR, { tokenId: made.joinToken.id, type: 'proxy', expiresAt: new Date(made.joinToken.expiresAt) });
+          // The token an admin would make with pcctl, made by the service itself and audited as
+          // such; bound to the proxy's name, because only such a token may replace an enrollment.
+          const made = await createJoinToken(auth.context.redis, { type: 'proxy', hostname: name, createdBy: 'portcullis start', ttlSeconds: 600 }, Date.now());
+          await auth.context.audit.emit('token.created', SYSTEM_ACTOR, { tokenId: made.joinToken.id, type: 'proxy', hostname: name, expiresAt: new Date(made.joinToken.expiresAt) });
           token = made.token;
         }
-        const { name, names } = proxyNames(c);
         const enrolled = await enrollProxy({ ...where, token, hostname: name, names }).catch((e: unknown) => {
           throw new CliError('ERR_REFUSED', `proxy: enrollment with auth at ${where.url} failed: ${e instanceof Error ? e.message : String(e)}`);
         });
@@ -119,7 +145,7 @@ export async function startPortcullis(c: StartConfig, log: Log): Promise<Running
       try {
         config = parseProxyServiceConfig({
           state_dir: dir,
-          name: proxyNames(c).name,
+          name,
           listen: c.proxy.listen,
           redis: { url: redisFor(c.proxy.redis, 'proxy') },
           auth: where,
@@ -152,7 +178,8 @@ export async function startPortcullis(c: StartConfig, log: Log): Promise<Running
       } catch (e) {
         configError(e, 'web');
       }
-      const gateway = new WebGateway({ config, log });
+      // With the proxy in this process, browser terminals go through its session engine.
+      const gateway = new WebGateway({ config, log, ...(proxy === undefined ? {} : { terminals: proxy.webSessions }) });
       const started = await gateway.start();
       stops.push(() => gateway.stop());
       web = { url: started.url };
