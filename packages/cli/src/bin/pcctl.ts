@@ -1,8 +1,11 @@
 // Entry point of `pcctl`, the administrators' tool.
-import { runMain } from '../common/main.js';
+import { knownCommand, runMain } from '../common/main.js';
 import { buildPcctl } from '../pcctl/program.js';
-import { addRecordingCommands } from '../pcsh/recordings.js';
 
 const program = buildPcctl();
-addRecordingCommands(program, 'pcctl');
+// The recordings commands (ioredis, the recording codec) load only when they may be asked for.
+if (knownCommand(program, process.argv.slice(2)) === undefined) {
+  const { addRecordingCommands } = await import('../pcsh/recordings.js');
+  addRecordingCommands(program, 'pcctl');
+}
 await runMain('pcctl', program);

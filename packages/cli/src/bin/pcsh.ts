@@ -1,13 +1,19 @@
 // Entry point of `pcsh`, the engineers' client.
-import { runMain } from '../common/main.js';
-import { addPlayCommands } from '../pcsh/play.js';
+import { knownCommand, runMain } from '../common/main.js';
 import { buildPcsh } from '../pcsh/program.js';
-import { addRecordingCommands, addSessionCommands } from '../pcsh/recordings.js';
-import { addSshCommands } from '../pcsh/ssh-commands.js';
 
 const program = buildPcsh();
-addSshCommands(program);
-addPlayCommands(program);
-addRecordingCommands(program, 'pcsh');
-addSessionCommands(program);
+// The SSH, play and recording commands load their modules only when they may be the one asked
+// for (or for help and completion, which list every command).
+if (knownCommand(program, process.argv.slice(2)) === undefined) {
+  const [{ addSshCommands }, { addPlayCommands }, { addRecordingCommands, addSessionCommands }] = await Promise.all([
+    import('../pcsh/ssh-commands.js'),
+    import('../pcsh/play.js'),
+    import('../pcsh/recordings.js'),
+  ]);
+  addSshCommands(program);
+  addPlayCommands(program);
+  addRecordingCommands(program, 'pcsh');
+  addSessionCommands(program);
+}
 await runMain('pcsh', program);

@@ -72,3 +72,24 @@ export async function runMain(tool: string, program: Command, argv: readonly str
     closePrompts();
   }
 }
+
+/**
+ * The subcommand argv names, when the program already defines it: the entry points then skip
+ * loading the modules of every other command (ssh2, ioredis, the recording codec cost ~0.3 s
+ * a start that `pcsh ls` should not pay). Undefined (load everything) for help, completion,
+ * or a word it does not know yet.
+ */
+export function knownCommand(program: Command, argv: readonly string[]): string | undefined {
+  const valued = new Set(program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]).filter((n) => n !== undefined));
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return undefined;
+    if (a.startsWith('-')) {
+      if (valued.has(a)) i++;
+      continue;
+    }
+    const cmd = program.commands.find((c) => c.name() === a || c.aliases().includes(a));
+    return cmd === undefined || cmd.name() === 'completion' ? undefined : cmd.name();
+  }
+  return undefined;
+}

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parseDocument } from 'yaml';
 import { ApiRefusal } from '../common/auth-api.js';
 import { CliError } from '../common/errors.js';
 import { withExamples } from '../common/help.js';
@@ -14,13 +13,15 @@ import { adminApi, enc, optsOf } from './admin.js';
  */
 
 /** The role file's text and name, or an ERR_CONFIG naming the file and what is wrong. */
-export function readRoleFile(path: string): { text: string; name: string } {
+export async function readRoleFile(path: string): Promise<{ text: string; name: string }> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     throw new CliError('ERR_CONFIG', `${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+  // Loaded here, not at start: only this command parses YAML.
+  const { parseDocument } = await import('yaml');
   const doc = parseDocument(text, { uniqueKeys: true });
   const err = doc.errors[0];
   if (err !== undefined) {
@@ -34,7 +35,7 @@ export function readRoleFile(path: string): { text: string; name: string } {
 }
 
 async function putRole(cmd: Command, path: string, mode: 'create' | 'update'): Promise<void> {
-  const { text, name } = readRoleFile(path);
+  const { text, name } = await readRoleFile(path);
   const api = adminApi(cmd);
   const force = optsOf<{ force?: boolean }>(cmd).force === true;
   const existing = await api.request('GET', `/v1/admin/roles/${enc(name)}`);
