@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CliError } from '../src/common/errors.js';
+import type { Certificate } from '@portcullis/cert-core';
 import { parseStartConfig, proxyNames } from '../src/portcullis/config.js';
+import { proxyCertificateDue } from '../src/portcullis/start.js';
 
 // The start config's decisions, without starting anything.
 
@@ -42,4 +44,12 @@ test('environment overrides win over the file and are reported', () => {
   assert.deepEqual(c.services, ['auth', 'proxy']);
   assert.deepEqual(c.auth['redis'], { url: 'redis://r:6379' });
   assert.deepEqual([...c.envOverrides].sort(), ['PORTCULLIS_PROXY_LISTEN', 'PORTCULLIS_SERVICES', 'PORTCULLIS_STATE_DIR', 'REDIS_URL']);
+});
+
+test("the proxy's host certificate is renewed from the middle of its life, or when missing", () => {
+  const cert = { validAfter: 1_000n, validBefore: 3_000n } as Certificate;
+  assert.equal(proxyCertificateDue(cert, 1_999_000), false);
+  assert.equal(proxyCertificateDue(cert, 2_000_000), true);
+  assert.equal(proxyCertificateDue(cert, 4_000_000), true);
+  assert.equal(proxyCertificateDue(undefined, 0), true);
 });
