@@ -166,7 +166,7 @@ export function terminalPage(params: URLSearchParams, parent: HTMLElement): Page
           latency.textContent = `${Math.max(0, Math.round(performance.now()) - msg.t)} ms`;
           break;
         case 'close':
-          closeMessage = msg.status !== undefined ? `${msg.reason}` : msg.reason;
+          closeMessage = msg.reason;
           break;
       }
     };
