@@ -2,7 +2,7 @@ import { connect as tlsConnect } from 'node:tls';
 // The client module alone, not the package index: the index loads the whole service (fastify,
 // ioredis, openid-client) and would add ~0.6 s to every command. Switch to a subpath export
 // (`@portcullis/auth/client`) once auth publishes one.
-import { AuthClient, normalizeFingerprint, type ApiResponse } from '../../../auth/src/http/client.js';
+import { AuthClient, normalizeFingerprint, type ApiResponse } from '@portcullis/auth/client';
 import { CliError, type CliErrorCode } from './errors.js';
 
 /*
