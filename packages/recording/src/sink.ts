@@ -313,7 +313,7 @@ export class RecordingSink {
 }
 
 const BATCH_ITEMS = 1024;
-const BATCH_BYTES = 1024 * 1024;
+const BATCH_BYTES = 4 * 1024 * 1024;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
 

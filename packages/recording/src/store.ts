@@ -97,11 +97,19 @@ export async function writeItems(redis: RedisClient, id: string, items: readonly
   let events = false;
   let snapshots = false;
   const indexes: IndexEntry[] = [];
+  // Events with bulk data go as commands of their own, sent now and in order ahead of the
+  // pipeline on the same connection: a pipeline concatenates every command into one buffer
+  // before writing it, a copy of all the output (and garbage) that a lone command avoids.
+  const bulk: Promise<unknown>[] = [];
   for (const item of items) {
     switch (item.kind) {
       case 'event':
         events = true;
-        p.xadd(keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest));
+        if (item.event.data.length >= BULK_BYTES && p.length === 0 && !redis.isCluster) {
+          bulk.push(redis.xadd(keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest)));
+        } else {
+          p.xadd(keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest));
+        }
         break;
       case 'meta':
         meta = { ...meta, ...item.fields };
@@ -121,6 +129,7 @@ export async function writeItems(redis: RedisClient, id: string, items: readonly
     if (meta) p.pexpire(keys.meta, opts.retentionMs);
     if (snapshots) p.pexpire(keys.snapshots, opts.retentionMs);
   }
+  if (bulk.length > 0) await bulkChecked(bulk, opts.timeoutMs);
   if (p.length > 0) await execChecked(p, opts.timeoutMs);
   if (indexes.length > 0) {
     const q = redis.pipeline();
@@ -146,6 +155,25 @@ function addIndexCommands(q: Pipeline, id: string, e: IndexEntry): void {
   }
   if (registered.length > 0) q.sadd(indexKeys.registry, ...registered);
   for (const c of e.commands ?? []) q.zadd(indexKeys.commands, e.startedAt, `${c.toLowerCase()}\n${id}`);
+}
+
+/** An event at least this large is written as a command of its own rather than in the pipeline. */
+const BULK_BYTES = 64 * 1024;
+
+async function bulkChecked(writes: Promise<unknown>[], timeoutMs: number): Promise<void> {
+  const settled = Promise.allSettled(writes);
+  let results: PromiseSettledResult<unknown>[];
+  try {
+    results = await withTimeout(settled, timeoutMs);
+  } catch (e) {
+    throw e instanceof StoreFailure ? e : classifyRedisError(e);
+  }
+  for (const r of results) {
+    if (r.status === 'rejected') {
+      const err: unknown = r.reason;
+      if (!(err instanceof Error && DUPLICATE.test(err.message))) throw classifyRedisError(err);
+    }
+  }
 }
 
 async function execChecked(p: Pipeline, timeoutMs: number): Promise<void> {
