@@ -12,6 +12,7 @@ import { registerLoginRoutes } from './routes-login.js';
 import { registerProxyAccessRoutes } from './routes-proxy-access.js';
 import { registerPublicRoutes } from './routes-public.js';
 import { registerRecordingSignRoutes } from './routes-recording-sign.js';
+import { registerRotationRoutes } from './routes-rotation.js';
 import { registerSessionRoutes } from './routes-session.js';
 import { registerWebauthnRoutes } from './routes-webauthn.js';
 import type { WebauthnRelyingParty } from '../identity/webauthn.js';
@@ -119,5 +120,6 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
   registerAdminUserRoutes(app, ctx);
   registerAdminOpsRoutes(app, ctx);
   registerRecordingSignRoutes(app, ctx);
+  registerRotationRoutes(app, ctx);
   return app;
 }
