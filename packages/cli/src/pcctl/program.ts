@@ -6,6 +6,7 @@ import { addAuditCommand } from './audit.js';
 import { addEnforcementCommands } from './enforcement.js';
 import { addInventoryCommands } from './inventory.js';
 import { addRoleCommands } from './roles.js';
+import { addRotateCommands } from './rotate.js';
 import { addStatusCommands } from './status.js';
 import { addUserCommands } from './users.js';
 
@@ -22,6 +23,7 @@ export function buildPcctl(): Command {
   addEnforcementCommands(program);
   addAuditCommand(program);
   addStatusCommands(program);
+  addRotateCommands(program);
   addCompletionCommand(program);
   withExamples(
     program,
