@@ -4,6 +4,7 @@ import { CliError } from '../common/errors.js';
 import { withExamples } from '../common/help.js';
 import { createProgram } from '../common/main.js';
 import { main as hostMain } from '../host/cli.js';
+import { backup, restore } from './backup.js';
 import { loadStartConfig } from './config.js';
 import { startPortcullis } from './start.js';
 
@@ -55,6 +56,28 @@ export function buildPortcullis(): Command {
       .action(async (_o, cmd: Command) => start(cmd.opts<{ config?: string; roles?: string }>())),
     'portcullis start --config /etc/portcullis/portcullis.yaml',
     'portcullis start --config portcullis.yaml --roles proxy     # a second bastion',
+  );
+  withExamples(
+    program
+      .command('backup')
+      .description('write the whole state (Redis snapshot, CA keys, TLS, proxy credential, config) to one 0600 .tar.gz')
+      .requiredOption('-o, --out <file>', 'the archive to write (never overwritten)')
+      .option('-c, --config <file>', 'the config portcullis start uses (finds the state and Redis; copied into the backup)')
+      .option('--state <dir>', 'the state directory (default: the config\'s state_dir)')
+      .option('--redis-url <url>', 'an external Redis to snapshot instead of the embedded one')
+      .action(async (_o, cmd: Command) => backup(cmd.opts<{ out: string; config?: string; state?: string; redisUrl?: string }>(), log)),
+    'portcullis backup --config /etc/portcullis/portcullis.yaml --out /backup/portcullis-$(date +%F).tar.gz',
+  );
+  withExamples(
+    program
+      .command('restore')
+      .description('restore a backup into the state directory while portcullis is stopped')
+      .requiredOption('-i, --in <file>', 'the archive portcullis backup wrote')
+      .option('-c, --config <file>', 'the config portcullis start uses (finds the state and Redis)')
+      .option('--state <dir>', 'the state directory (default: the config\'s state_dir)')
+      .option('--force', 'move existing state aside (into pre-restore-<time>/) instead of refusing')
+      .action(async (_o, cmd: Command) => restore(cmd.opts<{ in: string; config?: string; state?: string; force?: boolean }>(), log)),
+    'portcullis restore --config /etc/portcullis/portcullis.yaml --in /backup/portcullis-2026-11-22.tar.gz',
   );
   withExamples(
     program

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { after, test } from 'node:test';
+import { run, tempDir } from '@portcullis/harness';
+import { AuthClient, AuthService, parseAuthConfig, type AuthServiceInfo } from '@portcullis/auth';
+import { backup, restore } from '../src/portcullis/backup.js';
+
+/*
+ * A backup is only worth what its restore gives back, so this takes a real auth service with
+ * its embedded Redis, uses it, backs it up while it runs, wipes the state directory, restores
+ * and starts again: the user still logs in and mints, the serial counter went on from where it
+ * was (a repeated serial would make two certificates indistinguishable in the KRL), and the CAs
+ * and auth's TLS pin are the ones clients and hosts already trust.
+ */
+
+const dir = tempDir('portcullis-backup-');
+after(() => dir.remove());
+const state = dir.file('state');
+const ROLES = [{ kind: 'role', name: 'dev', spec: { allow: { logins: ['root'], host_labels: { '*': '*' } } } }];
+const logs: string[] = [];
+
+async function startAuth(): Promise<{ service: AuthService; info: AuthServiceInfo; client: AuthClient }> {
+  // No redis section: the embedded redis-server under <state>/auth/redis, as `portcullis start` runs it.
+  const config = parseAuthConfig({ state_dir: `${state}/auth`, listen: '127.0.0.1:0', audit: { sink: 'none' }, roles: ROLES }, { env: {} });
+  const service = new AuthService({ config, log: (l) => logs.push(l), scrypt: { log2N: 10, r: 8, p: 1 }, defaultMetrics: false });
+  const info = await service.start();
+  return { service, info, client: new AuthClient({ url: info.url, fingerprint: info.fingerprint }) };
+}
+
+function ok<T>(r: { status: number; body: unknown }): T {
+  assert.ok(r.status >= 200 && r.status < 300, `HTTP ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body as T;
+}
+
+async function mint(client: AuthClient, token: string, publicKey: string): Promise<bigint> {
+  const cert = ok<{ serial: string }>(await client.request('POST', '/v1/certs/user', { token, json: { public_key: publicKey } }));
+  return BigInt(cert.serial);
+}
+
+const login = async (client: AuthClient, username: string, password: string): Promise<string> =>
+  ok<{ token: string }>(await client.request('POST', '/v1/login/password', { json: { username, password } })).token;
+
+test('backup of a running auth, wipe, restore: same CAs and TLS pin, the user logs in and mints, serials go on', { timeout: 120_000 }, async () => {
+  const key = dir.file('id_bob');
+  const keygen = await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bob', '-f', key]);
+  assert.equal(keygen.code, 0, keygen.stderr);
+  const publicKey = readFileSync(`${key}.pub`, 'utf8').trim();
+
+  const first = await startAuth();
+  const invite = first.info.bootstrapInvite!;
+  ok(await first.client.request('POST', '/v1/invites/accept', { json: { token: invite.token, password: 'admin password 123' } }));
+  const admin = await login(first.client, 'admin', 'admin password 123');
+  const created = ok<{ invite: { token: string } }>(await first.client.request('POST', '/v1/admin/users', { token: admin, json: { name: 'bob', roles: ['dev'] } }));
+  ok(await first.client.request('POST', '/v1/invites/accept', { json: { token: created.invite.token, password: 'bobs password!!' } }));
+  const bob = await login(first.client, 'bob', 'bobs password!!');
+  const serials = [await mint(first.client, bob, publicKey), await mint(first.client, bob, publicKey)];
+  const caBefore = ok<unknown>(await first.client.request('GET', '/v1/ca'));
+
+  const config = dir.file('portcullis.yaml');
+  writeFileSync(config, `state_dir: ${state}\nservices: [auth]\nauth:\n  audit: { sink: none }\n`);
+  const archive = dir.file('backup.tar.gz');
+  await backup({ config, out: archive }, (l) => logs.push(l));
+  assert.equal(statSync(archive).mode & 0o777, 0o600, 'the archive holds CA keys: owner only');
+  await assert.rejects(backup({ config, out: archive }, () => {}), /never overwritten/);
+  await assert.rejects(restore({ config, in: archive }, () => {}), /running/, 'restore refuses while the service runs');
+  await first.service.stop();
+
+  await assert.rejects(restore({ config, in: archive }, () => {}), /already holds state.*--force/);
+  rmSync(state, { recursive: true, force: true });
+  await restore({ config, in: archive }, (l) => logs.push(l));
+  assert.ok(existsSync(`${state}/portcullis.yaml.restored`), 'the config comes back beside the state');
+
+  const second = await startAuth();
+  try {
+    assert.equal(second.info.fingerprint, first.info.fingerprint, 'auth TLS pin unchanged: proxies and hosts still trust it');
+    assert.equal(second.info.bootstrapInvite, undefined, 'users came back: no first-start invite');
+    assert.deepEqual(ok<unknown>(await second.client.request('GET', '/v1/ca')), caBefore, 'the same user and host CAs');
+    const again = await login(second.client, 'bob', 'bobs password!!');
+    const next = await mint(second.client, again, publicKey);
+    assert.ok(next > serials[1]!, `serial ${next} after ${serials.join(', ')}`);
+    ok(await second.client.request('GET', '/v1/ready'));
+  } finally {
+    await second.service.stop();
+  }
+
+  // --force keeps what it replaces.
+  await restore({ config, in: archive, force: true }, (l) => logs.push(l));
+  assert.ok(logs.some((l) => /is now in .*pre-restore-/.test(l)), logs.join('\n'));
+});
