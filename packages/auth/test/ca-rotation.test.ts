@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { hasTool, startRedis, tempDir } from '@portcullis/harness';
+import { formatPrivateKey, generateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { CaKeystore, type CaKind } from '../src/ca/keystore.js';
 import { ROTATION_KEY, RotationService, nextState, planTransition, type RotationState } from '../src/ca/rotation.js';
@@ -86,6 +87,16 @@ test('RotationService on a real keystore and redis: trusted and signing keys at 
       assert.equal(signing(kind), second.state.newId);
       assert.equal((await rotation.state(kind)).last?.outcome, 'completed');
     }
+    // Rotating to a key that is already listed as standby (imported, or an HSM key auth added).
+    const imported = keystore.import('user', formatPrivateKey(generateKey(nodeCrypto, 'ssh-ed25519'), { crypto: nodeCrypto, comment: 'imported' }));
+    await refused(rotation.rotate('user', { to: 'init' }, { by: 'admin', useKey: signing('user') }), 'ERR_NOT_FOUND', /no standby user CA key/);
+    const adopted = await rotation.rotate('user', { to: 'init' }, { by: 'admin', useKey: imported.id });
+    assert.equal(adopted.state.newId, imported.id);
+    assert.equal(trusted('user').length, 2, 'nothing generated');
+    await rotation.rotate('user', { to: 'update_clients' }, { by: 'admin' });
+    assert.equal(signing('user'), imported.id);
+    await rotation.rotate('user', { rollback: true }, { by: 'admin' });
+
     // Both kinds' states sit in one hash-tagged key.
     assert.deepEqual(Object.keys(await redis.hgetall(ROTATION_KEY)).sort(), ['host', 'user']);
 

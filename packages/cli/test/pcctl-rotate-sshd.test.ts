@@ -162,9 +162,13 @@ describe('CA rotation with a real host', () => {
     const init = await rotate('host', { phase: 'init' });
     await refreshClient();
     await rotate('host', { phase: 'update_clients' });
+    await rotate('host', { phase: 'update_servers' });
+    // Completing now would drop the CA the host still presents: refused, naming the host.
+    const early = await auth.api('POST', '/v1/admin/ca/host/rotation', { token: admin, json: { phase: 'standby' } });
+    assert.equal(early.status, 409);
+    assert.match(early.bytes.toString('utf8'), /1 host\(s\) still present certificates of the old host CA \(web01\.test\)/);
     assert.equal((await runHostCli(['renew', '--root', host.root, '--force'])).code, 0);
     await sshd.listening(++reloads);
-    await rotate('host', { phase: 'update_servers' });
     await loginWithFreshCert('before the rollback');
     const back = await rotate('host', { rollback: true });
     assert.notEqual(back.keys[0]!.id, init.new_ca);

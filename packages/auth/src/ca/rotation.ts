@@ -163,6 +163,11 @@ export interface RotateOptions {
   readonly by: string;
   /** For init: the new key's algorithm (default: the old key's). */
   readonly spec?: CaKeySpec;
+  /**
+   * For init: adopt this standby key instead of generating one (a key imported with
+   * CaKeystore.import, or a PKCS#11 token key that auth listed as standby: docs/hsm.md).
+   */
+  readonly useKey?: string;
 }
 
 /**
@@ -187,14 +192,21 @@ export class RotationService {
     try {
       const state = await this.state(kind);
       const t = planTransition(state, req);
-      if (o.spec !== undefined && t.to !== 'init') throw new AuthError('ERR_BAD_REQUEST', 'ca rotation: an algorithm applies when entering init only');
+      if ((o.spec !== undefined || o.useKey !== undefined) && t.to !== 'init') throw new AuthError('ERR_BAD_REQUEST', 'ca rotation: an algorithm or key applies when entering init only');
+      if (o.spec !== undefined && o.useKey !== undefined) throw new AuthError('ERR_BAD_REQUEST', 'ca rotation: give an algorithm or an existing key, not both');
       const ks = this.#d.keystore;
       this.#checkKeys(state, t);
       let keys: { oldId: string; newId: string } | undefined;
       for (const step of t.steps) {
         if (step.op === 'stage') {
           const old = ks.active(kind);
-          keys = { oldId: old.id, newId: ks.stage(kind, o.spec ?? specLike(old)).id };
+          if (o.useKey !== undefined) {
+            const k = ks.keys(kind).find((x) => x.id === o.useKey);
+            if (k === undefined || k.status !== 'standby') throw new AuthError('ERR_NOT_FOUND', `ca rotation: no standby ${kind} CA key ${o.useKey}`);
+            keys = { oldId: old.id, newId: k.id };
+          } else {
+            keys = { oldId: old.id, newId: ks.stage(kind, o.spec ?? specLike(old)).id };
+          }
         } else if (step.op === 'activate') {
           if (ks.active(kind).id !== step.id) ks.activate(step.id);
         } else if (ks.keys(kind).some((k) => k.id === step.id)) {

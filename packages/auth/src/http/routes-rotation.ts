@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { CA_KINDS, type CaKind } from '../ca/keystore.js';
 import { ROTATION_PHASES, RotationService, nextPhase, type RotationPhase, type RotationState } from '../ca/rotation.js';
+import { AuthError } from '../errors.js';
 import { listHosts } from '../hosts/inventory.js';
 import { type ApiContext, auditAs, requireAdmin } from './context.js';
 import { iso, parseInput } from './validation.js';
@@ -18,6 +19,10 @@ const rotateBody = z
     phase: z.enum(ROTATION_PHASES as [RotationPhase, ...RotationPhase[]]).optional(),
     rollback: z.literal(true).optional(),
     algorithm: z.enum(['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa']).optional(),
+    /** With phase init: adopt this standby key (imported, or an HSM key) instead of generating one. */
+    key: z.string().regex(/^[0-9a-f]{16}$/, 'a CA key id (16 hex digits)').optional(),
+    /** Complete a host CA rotation although some hosts still present old certificates. */
+    force: z.literal(true).optional(),
   })
   .refine((b) => (b.phase === undefined) !== (b.rollback === undefined), { message: 'give exactly one of phase, rollback' });
 
@@ -68,7 +73,19 @@ export function registerRotationRoutes(app: FastifyInstance, ctx: ApiContext): v
     const { kind } = parseInput(kindParam, request.params, 'query') as { kind: CaKind };
     const body = parseInput(rotateBody, request.body);
     const req = body.rollback === true ? ({ rollback: true } as const) : { to: body.phase! };
-    const { transition, state } = await rotation.rotate(kind, req, { by: user.name, ...(body.algorithm === undefined ? {} : { spec: { algorithm: body.algorithm } }) });
+    if (body.phase === 'standby' && body.force !== true) {
+      // Dropping the old host CA while a host still presents its certificate makes every client
+      // refuse that host: the one step of a rotation that would refuse sessions.
+      const pending = await hostsOnOldCa(ctx, await rotation.state(kind));
+      if (pending !== undefined && pending.length > 0) {
+        throw new AuthError('ERR_CONFLICT', `ca rotation: ${pending.length} host(s) still present certificates of the old host CA (${pending.slice(0, 5).join(', ')}${pending.length > 5 ? ', …' : ''}); renew them first, or complete with force`);
+      }
+    }
+    const { transition, state } = await rotation.rotate(kind, req, {
+      by: user.name,
+      ...(body.algorithm === undefined ? {} : { spec: { algorithm: body.algorithm } }),
+      ...(body.key === undefined ? {} : { useKey: body.key }),
+    });
     // The keystore audits the key changes themselves (ca.created, ca.trust_changed); this
     // records the phase, which is what an auditor reads the rotation by.
     await auditAs(ctx, request, 'admin.action', {

@@ -72,9 +72,11 @@ export function addRotateCommands(program: Command): void {
       .addOption(new Option('--phase <phase>', 'the next phase (phases are never skipped)').choices([...PHASES]))
       .option('--rollback', 'before the last step: the old key signs again, the new one is dropped')
       .addOption(new Option('--algorithm <name>', 'with --phase init: the new key\'s algorithm (default: the old key\'s)').choices(['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa']))
+      .option('--key <id>', 'with --phase init: rotate to this standby key (imported, or an HSM key auth listed as standby) instead of a new one')
+      .option('--force', 'with --phase standby: drop the old host CA although some hosts have not renewed (clients will refuse them)')
       .option('--json', 'print JSON')
       .action(async (what: string | undefined, _o, cmd: Command) => {
-        const o = optsOf<{ type?: 'user' | 'host'; phase?: string; rollback?: boolean; algorithm?: string; json?: boolean }>(cmd);
+        const o = optsOf<{ type?: 'user' | 'host'; phase?: string; rollback?: boolean; algorithm?: string; key?: string; force?: boolean; json?: boolean }>(cmd);
         const api = adminApi(cmd);
         if (what !== undefined) {
           if (what !== 'status') throw new CliError('ERR_USAGE', `auth rotate: unknown argument ${JSON.stringify(what)}; did you mean \`pcctl auth rotate status\`?`);
@@ -88,7 +90,12 @@ export function addRotateCommands(program: Command): void {
         if (o.type === undefined) throw new CliError('ERR_USAGE', 'auth rotate: give --type user or --type host');
         if ((o.phase === undefined) === (o.rollback !== true)) throw new CliError('ERR_USAGE', 'auth rotate: give one of --phase <next> or --rollback');
         if (o.algorithm !== undefined && o.phase !== 'init') throw new CliError('ERR_USAGE', 'auth rotate: --algorithm goes with --phase init');
-        const body = o.rollback === true ? { rollback: true } : { phase: o.phase, ...(o.algorithm === undefined ? {} : { algorithm: o.algorithm }) };
+        if (o.key !== undefined && o.phase !== 'init') throw new CliError('ERR_USAGE', 'auth rotate: --key goes with --phase init');
+        if (o.force === true && o.phase !== 'standby') throw new CliError('ERR_USAGE', 'auth rotate: --force goes with --phase standby');
+        const body =
+          o.rollback === true
+            ? { rollback: true }
+            : { phase: o.phase, ...(o.algorithm === undefined ? {} : { algorithm: o.algorithm }), ...(o.key === undefined ? {} : { key: o.key }), ...(o.force === true ? { force: true } : {}) };
         const v = await api.call<RotationView>('POST', `/v1/admin/ca/${o.type}/rotation`, { json: body });
         if (o.json === true) printJson(v);
         else writeOut(render(v));
