@@ -44,9 +44,10 @@ async function main(): Promise<void> {
     await rec.end({ reason: 'closed', bytesIn: 0, bytesOut: TOTAL });
     await rec.drained();
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    const stored = Number(await redis.call('MEMORY', 'USAGE', recordingKeys(id).events, 'SAMPLES', '0'));
     const cpu = process.cpuUsage(cpu0);
     process.stdout.write(
-      `recorded ${TOTAL / MiB} MiB in ${(CHUNK / 1024).toFixed(0)} KiB chunks: ${secs.toFixed(2)} s, ${(TOTAL / MiB / secs).toFixed(1)} MiB/s, node cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, redis cpu ${((await redisCpu()) - rcpu0).toFixed(2)} s, events ${await redis.xlen(recordingKeys(id).events)}\n`,
+      `recorded ${TOTAL / MiB} MiB in ${(CHUNK / 1024).toFixed(0)} KiB chunks: ${secs.toFixed(2)} s, ${(TOTAL / MiB / secs).toFixed(1)} MiB/s, node cpu ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, redis cpu ${((await redisCpu()) - rcpu0).toFixed(2)} s, events ${await redis.xlen(recordingKeys(id).events)}, stream ${(stored / MiB).toFixed(0)} MiB in Redis\n`,
     );
   } finally {
     redis.disconnect();

@@ -74,13 +74,21 @@ interface PendingChunk {
   readonly stream: 0 | 1;
   readonly t: number;
   readonly parts: Uint8Array[];
+  /**
+   * Bulk output (no pty, default flushBytes) is copied as it arrives into one buffer of exactly
+   * `limit` bytes, split across events where it does not fit: no concatenation at the flush, and
+   * an event that stays just under an allocator size class in Redis (256 KiB and a few bytes
+   * would take 320 KiB there).
+   */
+  readonly slab: Buffer | undefined;
   /** Bytes at which the chunk is flushed. */
   readonly limit: number;
   size: number;
 }
 
 const PTY_FLUSH_BYTES = 32 * 1024;
-const BULK_FLUSH_BYTES = 256 * 1024;
+/** 256 KiB less room for the event's head, digest and Redis's own entry overhead. */
+const BULK_FLUSH_BYTES = 256 * 1024 - 1024;
 
 const MAX_TYPED_LINES = 10_000;
 /** Bytes a terminal emulator may have queued before the session waits for it (xterm drops past 50 MB). */
@@ -407,13 +415,24 @@ export class Recorder {
     const p = this.pending;
     if (p && (p.type !== type || p.channel !== channel || p.stream !== stream)) this.flushPending();
     if (!this.pending) {
-      const limit = this.o.flushBytes ?? (type === 'input' || this.channels.get(channel)?.screen ? PTY_FLUSH_BYTES : BULK_FLUSH_BYTES);
-      this.pending = { type, channel, stream, t: this.offset(), parts: [], limit, size: 0 };
+      const bulk = this.o.flushBytes === undefined && type === 'output' && !this.channels.get(channel)?.screen;
+      const limit = this.o.flushBytes ?? (bulk ? BULK_FLUSH_BYTES : PTY_FLUSH_BYTES);
+      this.pending = { type, channel, stream, t: this.offset(), parts: [], slab: bulk ? Buffer.allocUnsafe(limit) : undefined, limit, size: 0 };
       this.pendingTimer = setTimeout(() => this.flushPending(), this.o.flushIntervalMs ?? 10);
     }
-    this.pending.parts.push(data);
-    this.pending.size += data.length;
-    if (this.pending.size >= this.pending.limit) this.flushPending();
+    const pending = this.pending;
+    if (pending.slab) {
+      // Copies now (the caller may reuse its buffers once the call returns).
+      const n = Math.min(data.length, pending.limit - pending.size);
+      pending.slab.set(n === data.length ? data : data.subarray(0, n), pending.size);
+      pending.size += n;
+      if (pending.size >= pending.limit) this.flushPending();
+      if (n < data.length) this.append(type, channel, stream, data.subarray(n));
+      return;
+    }
+    pending.parts.push(data);
+    pending.size += data.length;
+    if (pending.size >= pending.limit) this.flushPending();
   }
 
   private flushPending(): void {
@@ -423,8 +442,9 @@ export class Recorder {
     clearTimeout(this.pendingTimer);
     this.pendingTimer = undefined;
     // Concatenating copies (the caller may reuse its buffers once the call returns); the view
-    // over the result does not copy again.
-    const joined = Buffer.concat(p.parts, p.size);
+    // over the result does not copy again. A slab flushed mostly empty (a timer, another event)
+    // is copied out, so a queued event never pins more memory than its size says.
+    const joined = !p.slab ? Buffer.concat(p.parts, p.size) : p.size >= p.limit / 2 ? p.slab.subarray(0, p.size) : Buffer.from(p.slab.subarray(0, p.size));
     const data = new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength);
     this.o.metrics?.count('recording_bytes_total', data.length);
     if (p.type === 'input') {
