@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { run, tempDir } from '@portcullis/harness';
+import { run, startRedis, tempDir } from '@portcullis/harness';
 import { AuthClient, AuthService, parseAuthConfig, type AuthServiceInfo } from '@portcullis/auth';
 import { backup, restore } from '../src/portcullis/backup.js';
 
@@ -64,6 +64,9 @@ test('backup of a running auth, wipe, restore: same CAs and TLS pin, the user lo
   await assert.rejects(backup({ config, out: archive }, () => {}), /never overwritten/);
   await assert.rejects(restore({ config, in: archive }, () => {}), /running/, 'restore refuses while the service runs');
   await first.service.stop();
+  // Stopped: the embedded AOF directory is at rest and copied as it is.
+  const atRest = dir.file('backup-stopped.tar.gz');
+  await backup({ config, out: atRest }, (l) => logs.push(l));
 
   await assert.rejects(restore({ config, in: archive }, () => {}), /already holds state.*--force/);
   rmSync(state, { recursive: true, force: true });
@@ -83,7 +86,48 @@ test('backup of a running auth, wipe, restore: same CAs and TLS pin, the user lo
     await second.service.stop();
   }
 
-  // --force keeps what it replaces.
-  await restore({ config, in: archive, force: true }, (l) => logs.push(l));
+  // --force keeps what it replaces; the backup of the stopped service restores as well.
+  await restore({ config, in: atRest, force: true }, (l) => logs.push(l));
   assert.ok(logs.some((l) => /is now in .*pre-restore-/.test(l)), logs.join('\n'));
+  const third = await startAuth();
+  try {
+    assert.equal(third.info.fingerprint, first.info.fingerprint);
+    const token = await login(third.client, 'bob', 'bobs password!!');
+    assert.ok((await mint(third.client, token, publicKey)) > serials[1]!);
+  } finally {
+    await third.service.stop();
+  }
+});
+
+test('an external Redis: the snapshot comes from its URL, and restore hands it back as an RDB to load', { timeout: 60_000 }, async () => {
+  const d = tempDir('portcullis-backup-ext-');
+  const redis = await startRedis({ dir: d.path });
+  try {
+    // No state directory at all: with an external Redis there is still something to keep.
+    const ext = d.file('state');
+    await run('redis-cli', ['-u', redis.url, 'set', 'pc:test', 'kept']);
+    const config = d.file('portcullis.yaml');
+    writeFileSync(config, `state_dir: ${ext}\nservices: [auth]\nauth:\n  redis: { url: '${redis.url}' }\n`);
+    const archive = d.file('ext.tar.gz');
+    await backup({ config, out: archive }, () => {});
+    await restore({ config, in: archive }, () => {});
+    const rdb = `${ext}/redis-restore.rdb`;
+    assert.ok(existsSync(rdb));
+    // Load it the way docs/operations.md says: a server started on it with appendonly off.
+    const check = tempDir('portcullis-backup-load-');
+    try {
+      writeFileSync(`${check.path}/dump.rdb`, readFileSync(rdb));
+      const loaded = await startRedis({ dir: check.path });
+      try {
+        assert.equal((await run('redis-cli', ['-u', loaded.url, 'get', 'pc:test'])).stdout.trim(), 'kept');
+      } finally {
+        await loaded.stop();
+      }
+    } finally {
+      check.remove();
+    }
+  } finally {
+    await redis.stop();
+    d.remove();
+  }
 });

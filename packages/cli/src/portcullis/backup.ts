@@ -201,6 +201,8 @@ export async function restore(o: { config?: string; state?: string; in: string; 
   const file = resolve(o.in);
   if (!existsSync(file)) throw new CliError('ERR_NOT_FOUND', `${file} does not exist`);
   if (t.embeddedDir !== undefined && (await socketAlive(join(t.embeddedDir, 'redis.sock')))) throw new CliError('ERR_REFUSED', `portcullis is running on ${t.stateDir}: stop it first (systemctl stop portcullis)`);
+  // Files written by root would be unreadable to the service's own user after the restore.
+  if (process.getuid?.() === 0) log('portcullis: restoring as root: the files will belong to root; run as the service user (sudo -u portcullis) or chown -R the state directory afterwards');
   mkdirSync(t.stateDir, { recursive: true, mode: 0o700 });
   const present = ['auth', 'proxy', 'web'].filter((s) => existsSync(join(t.stateDir, s)));
   if (present.length > 0 && o.force !== true) throw new CliError('ERR_REFUSED', `${t.stateDir} already holds state (${present.join(', ')}); --force moves it aside and restores`);
