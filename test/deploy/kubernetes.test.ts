@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,6 +119,13 @@ test('Redis is a Sentinel group in a StatefulSet, and the config points auth at 
   const proxy = loadStartConfig(configFile(), { env: {}, roles: 'proxy' });
   assert.equal(proxy.proxy.redis?.url, 'redis://redis-master:6379');
   find('Service', 'redis-master');
+});
+
+test('the Redis init script passes shellcheck (POSIX sh: the image runs it with /bin/sh)', () => {
+  const script = find<K8sObject & { data: Record<string, string> }>('ConfigMap', 'redis-scripts').data['init.sh']!;
+  const r = spawnSync('shellcheck', ['--shell=sh', '-'], { input: script, encoding: 'utf8' });
+  assert.equal(r.error, undefined, 'shellcheck missing (scripts/ensure-deps.sh installs it)');
+  assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
 let configPath: string | undefined;
