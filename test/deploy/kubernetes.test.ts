@@ -35,7 +35,8 @@ interface Workload extends K8sObject { spec: { selector: { matchLabels: Record<s
 
 const files = readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
 const objects: (K8sObject & { file: string })[] = files.flatMap((f) =>
-  parseAllDocuments(readFileSync(join(DIR, f), 'utf8')).map((d) => {
+  // YAML 1.1 as Kubernetes reads it (sigs.k8s.io/yaml): 0440 is octal there, decimal in 1.2.
+  parseAllDocuments(readFileSync(join(DIR, f), 'utf8'), { version: '1.1' }).map((d) => {
     assert.deepEqual(d.errors, [], `${f}: YAML errors`);
     return { ...(d.toJS() as K8sObject), file: f };
   }),
@@ -99,6 +100,12 @@ test('every mounted ConfigMap and Secret is defined', () => {
     for (const v of w.spec.template.spec.volumes ?? []) {
       if (v.configMap !== undefined) find('ConfigMap', v.configMap.name);
       if (v.secret !== undefined) find('Secret', v.secret.secretName);
+    }
+  }
+  // Owner and the pod's fsGroup only; the init containers copy them to 0600 files.
+  for (const name of ['portcullis-auth', 'portcullis-proxy']) {
+    for (const v of find<Workload>('Deployment', name).spec.template.spec.volumes ?? []) {
+      if (v.secret !== undefined) assert.equal((v.secret as { defaultMode?: number }).defaultMode, 0o440, `${name}: ${v.secret.secretName}`);
     }
   }
   const tls = find<K8sObject & { type: string }>('Secret', 'portcullis-auth-tls');
