@@ -59,18 +59,18 @@ test('backup of a running auth, wipe, restore: same CAs and TLS pin, the user lo
   const config = dir.file('portcullis.yaml');
   writeFileSync(config, `state_dir: ${state}\nservices: [auth]\nauth:\n  audit: { sink: none }\n`);
   const archive = dir.file('backup.tar.gz');
-  await backup({ config, out: archive }, (l) => logs.push(l));
+  await backup({ config, env: {}, out: archive }, (l) => logs.push(l));
   assert.equal(statSync(archive).mode & 0o777, 0o600, 'the archive holds CA keys: owner only');
-  await assert.rejects(backup({ config, out: archive }, () => {}), /never overwritten/);
-  await assert.rejects(restore({ config, in: archive }, () => {}), /running/, 'restore refuses while the service runs');
+  await assert.rejects(backup({ config, env: {}, out: archive }, () => {}), /never overwritten/);
+  await assert.rejects(restore({ config, env: {}, in: archive }, () => {}), /running/, 'restore refuses while the service runs');
   await first.service.stop();
   // Stopped: the embedded AOF directory is at rest and copied as it is.
   const atRest = dir.file('backup-stopped.tar.gz');
-  await backup({ config, out: atRest }, (l) => logs.push(l));
+  await backup({ config, env: {}, out: atRest }, (l) => logs.push(l));
 
-  await assert.rejects(restore({ config, in: archive }, () => {}), /already holds state.*--force/);
+  await assert.rejects(restore({ config, env: {}, in: archive }, () => {}), /already holds state.*--force/);
   rmSync(state, { recursive: true, force: true });
-  await restore({ config, in: archive }, (l) => logs.push(l));
+  await restore({ config, env: {}, in: archive }, (l) => logs.push(l));
   assert.ok(existsSync(`${state}/portcullis.yaml.restored`), 'the config comes back beside the state');
 
   const second = await startAuth();
@@ -87,7 +87,7 @@ test('backup of a running auth, wipe, restore: same CAs and TLS pin, the user lo
   }
 
   // --force keeps what it replaces; the backup of the stopped service restores as well.
-  await restore({ config, in: atRest, force: true }, (l) => logs.push(l));
+  await restore({ config, env: {}, in: atRest, force: true }, (l) => logs.push(l));
   assert.ok(logs.some((l) => /is now in .*pre-restore-/.test(l)), logs.join('\n'));
   const third = await startAuth();
   try {
@@ -109,8 +109,8 @@ test('an external Redis: the snapshot comes from its URL, and restore hands it b
     const config = d.file('portcullis.yaml');
     writeFileSync(config, `state_dir: ${ext}\nservices: [auth]\nauth:\n  redis: { url: '${redis.url}' }\n`);
     const archive = d.file('ext.tar.gz');
-    await backup({ config, out: archive }, () => {});
-    await restore({ config, in: archive }, () => {});
+    await backup({ config, env: {}, out: archive }, () => {});
+    await restore({ config, env: {}, in: archive }, () => {});
     const rdb = `${ext}/redis-restore.rdb`;
     assert.ok(existsSync(rdb));
     // Load it the way docs/operations.md says: a server started on it with appendonly off.

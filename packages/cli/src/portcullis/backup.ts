@@ -50,8 +50,10 @@ interface Target {
 }
 
 /** Where the state is and which Redis holds it, from the same config `portcullis start` reads. */
-function target(o: { config?: string; state?: string; redisUrl?: string }): Target {
-  const c = loadStartConfig(o.config, { env: {} });
+function target(o: { config?: string; state?: string; redisUrl?: string; env?: NodeJS.ProcessEnv }): Target {
+  // The environment overrides `portcullis start` honours (REDIS_URL, PORTCULLIS_STATE_DIR) apply
+  // here too: run with the service's environment, backup finds what the service uses.
+  const c = loadStartConfig(o.config, { env: o.env ?? process.env });
   const stateDir = resolve(o.state ?? c.state_dir);
   const authDir = join(stateDir, 'auth');
   let redis: { embedded?: { stateDir: string }; url?: string } = {};
@@ -102,7 +104,7 @@ function tar(args: readonly string[]): Promise<void> {
   });
 }
 
-export async function backup(o: { config?: string; state?: string; redisUrl?: string; out: string }, log: Log): Promise<void> {
+export async function backup(o: { config?: string; state?: string; redisUrl?: string; out: string; env?: NodeJS.ProcessEnv }, log: Log): Promise<void> {
   const t = target(o);
   if (!existsSync(join(t.stateDir, 'auth')) && t.redisUrl === undefined) throw new CliError('ERR_NOT_FOUND', `no auth state in ${t.stateDir} (is --state right?)`);
   const out = resolve(o.out);
@@ -196,7 +198,7 @@ async function rdbToAof(rdb: string, dir: string): Promise<void> {
   }
 }
 
-export async function restore(o: { config?: string; state?: string; in: string; force?: boolean }, log: Log): Promise<void> {
+export async function restore(o: { config?: string; state?: string; in: string; force?: boolean; env?: NodeJS.ProcessEnv }, log: Log): Promise<void> {
   const t = target(o);
   const file = resolve(o.in);
   if (!existsSync(file)) throw new CliError('ERR_NOT_FOUND', `${file} does not exist`);
