@@ -8,6 +8,7 @@ import { AuditLog } from './audit/log.js';
 import { jsonLinesSink, openJsonLinesFile, redisStreamSink, type AuditSink } from './audit/sinks.js';
 import { SYSTEM_ACTOR } from './audit/event.js';
 import { CaKeystore } from './ca/keystore.js';
+import { RotationService } from './ca/rotation.js';
 import { closeTokenSigners, openTokenSigners } from './ca/pkcs11-config.js';
 import type { Pkcs11Signer } from './ca/pkcs11.js';
 import type { IssuerDeps } from './ca/issuer.js';
@@ -27,6 +28,9 @@ import { RoleCatalog } from './http/role-catalog.js';
 import { buildApiServer } from './http/server.js';
 import { loadOrCreateTls, type TlsMaterial } from './http/tls.js';
 import { inviteView } from './http/routes-admin-users.js';
+
+/** How often a replica checks whether another one made a CA rotation step. */
+const ROTATION_SYNC_MS = 5_000;
 
 export interface AuthServiceOptions {
   readonly config: LoadedAuthConfig;
@@ -72,6 +76,7 @@ export class AuthService {
   #app: FastifyInstance | undefined;
   #metrics: AuthMetrics | undefined;
   #keystore: CaKeystore | undefined;
+  #rotationTimer: NodeJS.Timeout | undefined;
   #tokenSigners: Partial<Record<'user' | 'host', Pkcs11Signer>> = {};
   #ctx: ApiContext | undefined;
   #info: AuthServiceInfo | undefined;
@@ -156,6 +161,10 @@ export class AuthService {
       onChange: (ch) => void auditLog.emit(ch.event, SYSTEM_ACTOR, { action: ch.action, kind: ch.kind, id: ch.id, fingerprint: ch.fingerprint }),
     });
     this.#keystore = keystore;
+    // Replicas share the CA directory: a rotation step made through another one is picked up here.
+    const rotation = new RotationService({ redis, keystore, clock: this.#clock });
+    this.#rotationTimer = setInterval(() => void rotation.sync().catch((e: unknown) => log(`ca: cannot follow the rotation state: ${e instanceof Error ? e.message : String(e)}`)), ROTATION_SYNC_MS);
+    this.#rotationTimer.unref();
 
 
     const userStore = new RedisUserStore(redis);
@@ -315,6 +324,8 @@ export class AuthService {
 
   /** Stops accepting, lets requests in flight finish, then closes the audit sinks and Redis. */
   async stop(): Promise<void> {
+    clearInterval(this.#rotationTimer);
+    this.#rotationTimer = undefined;
     const app = this.#app;
     this.#app = undefined;
     if (app !== undefined) await app.close();

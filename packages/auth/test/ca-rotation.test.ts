@@ -97,6 +97,24 @@ test('RotationService on a real keystore and redis: trusted and signing keys at 
     assert.equal(signing('user'), imported.id);
     await rotation.rotate('user', { rollback: true }, { by: 'admin' });
 
+    // A second replica on the same state directory: it follows steps made through the first
+    // (sync, on auth's timer), and its own step starts from the disk, not from its stale copy.
+    const replica = CaKeystore.open({ stateDir: join(dir.path, 'state'), crypto: nodeCrypto });
+    const replicaRotation = new RotationService({ redis, keystore: replica, clock: () => now++ });
+    await replicaRotation.sync();
+    const viaFirst = await rotation.rotate('host', { to: 'init' }, { by: 'admin' });
+    await rotation.rotate('host', { to: 'update_clients' }, { by: 'admin' });
+    assert.notEqual(replica.active('host').id, viaFirst.state.newId, 'not yet followed');
+    assert.equal(await replicaRotation.sync(), true);
+    assert.equal(await replicaRotation.sync(), false, 'nothing new');
+    assert.equal(replica.active('host').id, viaFirst.state.newId);
+    assert.equal(replica.signer('host').publicKey.type, keystore.signer('host').publicKey.type);
+    await replicaRotation.rotate('host', { to: 'update_servers' }, { by: 'admin' });
+    await replicaRotation.rotate('host', { to: 'standby' }, { by: 'admin' });
+    await rotation.sync();
+    assert.deepEqual(trusted('host'), [viaFirst.state.newId!]);
+    assert.deepEqual(replica.keys('host').map((k) => k.id), [viaFirst.state.newId!]);
+
     // Both kinds' states sit in one hash-tagged key.
     assert.deepEqual(Object.keys(await redis.hgetall(ROTATION_KEY)).sort(), ['host', 'user']);
 

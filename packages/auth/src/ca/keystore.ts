@@ -259,6 +259,26 @@ export class CaKeystore {
     return ks;
   }
 
+  /**
+   * Re-reads the index from disk, for replicas sharing the state directory: a rotation step
+   * made by one replica reaches the others (ca/rotation.ts), and a step starts from what is on
+   * disk rather than from a stale copy it would write back. On failure nothing changes here.
+   */
+  reload(): void {
+    const entries = this.#entries;
+    const signers = new Map(this.#signers);
+    try {
+      this.#load();
+    } catch (e) {
+      this.#entries = entries;
+      this.#signers.clear();
+      for (const [id, s] of signers) this.#signers.set(id, s);
+      throw e;
+    }
+    // A signer of a key no longer listed (retired elsewhere) must not linger.
+    for (const id of [...this.#signers.keys()]) if (!this.#entries.some((e) => e.id === id)) this.#signers.delete(id);
+  }
+
   get #indexPath(): string {
     return join(this.dir, 'index.json');
   }

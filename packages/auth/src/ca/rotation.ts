@@ -176,6 +176,7 @@ export interface RotateOptions {
  */
 export class RotationService {
   readonly #d: RotationDeps;
+  #seen: string | undefined;
 
   constructor(deps: RotationDeps) {
     this.#d = deps;
@@ -190,6 +191,8 @@ export class RotationService {
     const got = await this.#d.redis.set(LOCK_KEY, token, 'PX', LOCK_MS, 'NX');
     if (got !== 'OK') throw conflict('another rotation step is being applied; try again in a moment');
     try {
+      // Another replica sharing the state directory may have made the last step.
+      this.#d.keystore.reload();
       const state = await this.state(kind);
       const t = planTransition(state, req);
       if ((o.spec !== undefined || o.useKey !== undefined) && t.to !== 'init') throw new AuthError('ERR_BAD_REQUEST', 'ca rotation: an algorithm or key applies when entering init only');
@@ -220,6 +223,20 @@ export class RotationService {
       // Released only if still ours: a step that outlived the lock must not free another's.
       await this.#d.redis.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, LOCK_KEY, token);
     }
+  }
+
+  /**
+   * Follows steps made by other replicas: when the recorded state changed since the last call,
+   * the keystore is re-read from the (shared) state directory, so this replica signs with and
+   * exports the keys of the current phase. Returns whether it re-read. auth calls it on a timer.
+   */
+  async sync(): Promise<boolean> {
+    const all = await this.#d.redis.hgetall(ROTATION_KEY);
+    const seen = JSON.stringify(Object.entries(all).sort(([a], [b]) => a.localeCompare(b)));
+    if (seen === this.#seen) return false;
+    this.#d.keystore.reload();
+    this.#seen = seen;
+    return true;
   }
 
   /** A keystore changed behind the rotation's back (a key retired by hand) stops it with a clear message. */
