@@ -101,11 +101,13 @@ test('backup of a running auth, wipe, restore: same CAs and TLS pin, the user lo
 
 test('an external Redis: the snapshot comes from its URL, and restore hands it back as an RDB to load', { timeout: 60_000 }, async () => {
   const d = tempDir('portcullis-backup-ext-');
-  const redis = await startRedis({ dir: d.path });
+  // With a password: backup passes it to redis-cli through the environment, not argv.
+  const redis = await startRedis({ dir: d.path, password: 'backup-s3cret' });
   try {
     // No state directory at all: with an external Redis there is still something to keep.
     const ext = d.file('state');
-    await run('redis-cli', ['-u', redis.url, 'set', 'pc:test', 'kept']);
+    const set = await run('redis-cli', ['-p', String(redis.port), 'set', 'pc:test', 'kept'], { env: { ...process.env, REDISCLI_AUTH: 'backup-s3cret' } });
+    assert.equal(set.stdout.trim(), 'OK', set.stderr);
     const config = d.file('portcullis.yaml');
     writeFileSync(config, `state_dir: ${ext}\nservices: [auth]\nauth:\n  redis: { url: '${redis.url}' }\n`);
     const archive = d.file('ext.tar.gz');

@@ -81,9 +81,9 @@ function socketAlive(path: string): Promise<boolean> {
   });
 }
 
-async function redisCli(args: readonly string[]): Promise<string> {
+async function redisCli(args: readonly string[], password?: string): Promise<string> {
   try {
-    return (await run('redis-cli', [...args], { maxBuffer: 1 << 20 })).stdout;
+    return (await run('redis-cli', [...args], { maxBuffer: 1 << 20, env: password === undefined ? process.env : { ...process.env, REDISCLI_AUTH: password } })).stdout;
   } catch (e) {
     const err = e as { stderr?: string; message: string; code?: string };
     if (err.code === 'ENOENT') throw new CliError('ERR_CONFIG', 'redis-cli not found: install Debian\'s redis-tools (or redis-server)');
@@ -91,8 +91,19 @@ async function redisCli(args: readonly string[]): Promise<string> {
   }
 }
 
-/** redis-cli's connection flags for a redis:// or rediss:// URL (the password stays in the URL, not in ps output of other flags). */
-const urlArgs = (url: string): string[] => (url.startsWith('unix://') ? ['-s', url.slice('unix://'.length)] : [...(url.startsWith('rediss://') ? ['--tls'] : []), '-u', url]);
+/**
+ * redis-cli's connection flags for a redis://, rediss:// or unix:// URL. The password goes
+ * through REDISCLI_AUTH rather than the command line, where any local user could read it in ps.
+ */
+function urlArgs(url: string): { args: string[]; password: string | undefined } {
+  if (url.startsWith('unix://')) return { args: ['-s', url.slice('unix://'.length)], password: undefined };
+  const u = new URL(url);
+  const password = u.password === '' ? undefined : decodeURIComponent(u.password);
+  const user = u.username === '' ? [] : ['--user', decodeURIComponent(u.username)];
+  u.username = '';
+  u.password = '';
+  return { args: [...(u.protocol === 'rediss:' ? ['--tls'] : []), ...user, '-u', u.toString()], password };
+}
 
 function tar(args: readonly string[]): Promise<void> {
   return new Promise((ok, fail) => {
@@ -117,7 +128,8 @@ export async function backup(o: { config?: string; state?: string; redisUrl?: st
     const rdb = join(stage, 'redis.rdb');
     const socket = t.embeddedDir === undefined ? undefined : join(t.embeddedDir, 'redis.sock');
     if (t.redisUrl !== undefined) {
-      await redisCli([...urlArgs(t.redisUrl), '--rdb', rdb]);
+      const c = urlArgs(t.redisUrl);
+      await redisCli([...c.args, '--rdb', rdb], c.password);
     } else if (socket !== undefined && (await socketAlive(socket))) {
       embedded = true;
       await redisCli(['-s', socket, '--rdb', rdb]);
@@ -128,6 +140,9 @@ export async function backup(o: { config?: string; state?: string; redisUrl?: st
     } else {
       throw new CliError('ERR_NOT_FOUND', `no Redis data: neither ${socket ?? 'a socket'} answers nor an AOF is in ${t.embeddedDir ?? '-'}`);
     }
+    // redis-cli's exit code does not always say a transfer failed (a refused AUTH exits 0).
+    if (existsSync(rdb) && !readFileSync(rdb).subarray(0, 5).equals(Buffer.from('REDIS'))) throw new CliError('ERR_REFUSED', 'the Redis snapshot is not an RDB file (refused by Redis?)');
+    if (!existsSync(rdb) && !existsSync(join(stage, 'appendonlydir'))) throw new CliError('ERR_REFUSED', 'Redis sent no snapshot (refused by Redis?)');
     // 2. The files: CA keys, TLS, proxy credential, web; not the embedded Redis's own directory.
     const files = join(stage, 'state');
     mkdirSync(files, { mode: 0o700 });
