@@ -163,7 +163,12 @@ test('live view: a second connection follows a session from its current screen t
   // Enough output before the viewer joins for a snapshot: the viewer must not start blank.
   for (let i = 0; i < 200; i++) await output(`before ${i} ${'x'.repeat(20)}\r\n`);
   await output('$ ');
-  await new Promise((r) => setTimeout(r, 50));
+  // The snapshot is taken in the emulator's write callback and stored with the next flush:
+  // wait for it to be in Redis rather than for a fixed time (the machine may be loaded).
+  await until(async () => {
+    await rec.flush();
+    return (await fx.redis.zcard(recordingKeys(meta.sessionId).snapshots)) > 0;
+  }, 'a snapshot is stored');
 
   const viewer = fx.connect();
   const seen: string[] = [];
@@ -181,7 +186,7 @@ test('live view: a second connection follows a session from its current screen t
     );
     return result;
   })();
-  await new Promise((r) => setTimeout(r, 100));
+  await until(async () => seen.length > 0, 'the viewer sees something');
   assert.equal(seen[0], 'screen', 'the viewer starts from a snapshot');
   const before = seen.length;
   for (let i = 0; i < 5; i++) {
@@ -202,3 +207,12 @@ test('live view: a second connection follows a session from its current screen t
   assert.equal(result.text.cols, 50);
   client.dispose();
 });
+
+/** Polls `check` every 20 ms until it holds, failing after 10 s with `what`. */
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
