@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -17,7 +18,11 @@ import { ERIN, startTerminalWorld, type TerminalWorld } from './terminal-world.j
  * and a terminal WebSocket from a page of another origin is refused.
  */
 
-const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'docs', 'screenshots');
+// The README's screenshots are refreshed only on request (UPDATE_SCREENSHOTS=1), so a test run
+// never dirties the checkout; otherwise they go to a temporary directory.
+const SHOTS = process.env['UPDATE_SCREENSHOTS']
+  ? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'docs', 'screenshots')
+  : join(tmpdir(), 'portcullis-screenshots');
 
 async function screenText(page: Page, box: string): Promise<string> {
   return page.$eval(`${box} .xterm-rows`, (el) => [...el.children].map((r) => (r.textContent ?? '').replace(/\u00a0/g, ' ').trimEnd()).join('\n'));
