@@ -29,6 +29,9 @@ export interface InventoryHost {
   readonly type: string;
   readonly names: readonly string[];
   readonly labels: Readonly<Record<string, string>>;
+  /** Where its sshd listens, when auth's inventory records it (it does not yet). */
+  readonly address?: string;
+  readonly port?: number;
 }
 
 export interface HttpAuthorityOptions {
@@ -43,9 +46,10 @@ export interface HttpAuthorityOptions {
   /** How often locks and the KRL are polled while notices are listened to (default 2000 ms). */
   readonly noticePollMs?: number;
   /**
-   * Where to dial a host. auth's inventory records names, not an SSH address; the default dials
-   * the inventory name on port 22 (DNS decides). Map names to addresses and ports here when
-   * that is not how the network works (and in tests, where sshd listens on a free port).
+   * Where to dial a host. auth's inventory records names, not an SSH address (yet); the default
+   * dials the address auth gives, else the inventory name on port 22 (DNS decides). Map names
+   * to addresses and ports here when that is not how the network works (and in tests, where
+   * sshd listens on a free port).
    */
   readonly dialAddress?: (host: InventoryHost) => { readonly address: string; readonly port: number };
   /** Operational messages (an unreachable auth while polling). Default: none. */
@@ -155,11 +159,15 @@ export function readHost(a: HttpAnswer, query: string): InventoryHost {
   const body = record(jsonOf(a, what), what);
   const labels = record(body['labels'] ?? {}, what);
   if (!Object.values(labels).every((v) => typeof v === 'string')) throw malformed(what, '"labels" has a value that is not a string');
+  const address = body['address'];
+  const port = body['port'];
   const host: InventoryHost = {
     name: str(body, 'name', what),
     type: str(body, 'type', what),
     names: strings(body, 'names', what),
     labels: labels as Record<string, string>,
+    ...(typeof address === 'string' && address !== '' ? { address } : {}),
+    ...(typeof port === 'number' && Number.isInteger(port) && port > 0 && port < 65536 ? { port } : {}),
   };
   // A proxy's enrollment certifies the proxy's keys for the proxy's names; its sshd, if any,
   // is another enrollment. Dialling a proxy would be a loop, not a target.
@@ -168,7 +176,7 @@ export function readHost(a: HttpAnswer, query: string): InventoryHost {
 }
 
 export function defaultDialAddress(host: InventoryHost): { address: string; port: number } {
-  return { address: host.name, port: 22 };
+  return { address: host.address ?? host.name, port: host.port ?? 22 };
 }
 
 /** GET /v1/proxy/access/:user: the user's access now; 403 (unknown, disabled, no roles) and 423 (locked) refuse. */

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { formatCertificate, publicPart } from '@portcullis/cert-core';
 import { runOk, tempDir } from '@portcullis/harness';
 import type { TempDir } from '@portcullis/harness';
-import { HttpAuthority, PinnedHttps, failureOf, isProxyError, noticesBetween, readAccess, readHost, readIssued, readKrl } from '../src/index.js';
+import { HttpAuthority, PinnedHttps, defaultDialAddress, failureOf, isProxyError, noticesBetween, readAccess, readHost, readIssued, readKrl } from '../src/index.js';
 import type { AuthorityNotice, HttpAnswer, LockNotice } from '../src/index.js';
 import { StandInAuthority, newKey } from './support/authority.js';
 
@@ -51,6 +51,9 @@ describe('authority-http: reading auth\'s answers', () => {
   it('maps hosts: unknown and ambiguous names, a proxy is not a target', () => {
     const h = readHost(answer(200, { name: 'web01.example.com', type: 'host', names: ['web01.example.com'], labels: { env: 'prod' } }), 'web01');
     assert.equal(h.name, 'web01.example.com');
+    assert.deepEqual(defaultDialAddress(h), { address: 'web01.example.com', port: 22 });
+    const withAddress = readHost(answer(200, { name: 'web02', type: 'host', names: ['web02'], labels: {}, address: '10.0.0.7', port: 2222 }), 'web02');
+    assert.deepEqual(defaultDialAddress(withAddress), { address: '10.0.0.7', port: 2222 });
     assert.throws(() => readHost(answer(404, refusal('ERR_NOT_FOUND', 'x')), 'nope'), (e) => isProxyError(e, 'ERR_HOST_NOT_FOUND') && /"nope" is not registered/.test(e.message));
     assert.throws(
       () => readHost(answer(409, refusal('ERR_CONFLICT', 'hosts: "db" is ambiguous; did you mean db.eu, db.us?')), 'db'),
