@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatCertificate, formatPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
@@ -16,6 +16,7 @@ import type { Identity, System } from './support/portcullis.js';
 import type { WorkerConfig } from './support/proxy-worker.js';
 
 const skip = ['ssh', 'redis-server'].find((t) => !hasTool(t));
+const WORKER = fileURLToPath(new URL('./support/proxy-worker.ts', import.meta.url));
 
 describe('proxy workers: one port, several processes', { skip: skip === undefined ? false : `needs ${skip}` }, () => {
   let sys: System;
@@ -43,7 +44,7 @@ describe('proxy workers: one port, several processes', { skip: skip === undefine
     cluster.on('message', onMessage);
     pool = await startProxyWorkers({
       workers: 2,
-      exec: fileURLToPath(new URL('./support/proxy-worker.ts', import.meta.url)),
+      exec: WORKER,
       execArgv: ['--import', 'tsx'],
       env: { PORTCULLIS_E2E_WORKER_CONFIG: path },
       graceMs: 10_000,
@@ -55,6 +56,15 @@ describe('proxy workers: one port, several processes', { skip: skip === undefine
     cluster.off('message', onMessage);
     await pool?.stop({ graceMs: 0 });
     await sys?.stop();
+  });
+
+  it('reports a worker that cannot start, with its reason', async () => {
+    const path = sys.dir.file('bad-worker.json');
+    writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(sys.dir.file('worker.json'), 'utf8')), credential: 'not-a-credential' }));
+    await assert.rejects(
+      startProxyWorkers({ workers: 1, exec: WORKER, execArgv: ['--import', 'tsx'], env: { PORTCULLIS_E2E_WORKER_CONFIG: path }, log: () => {} }),
+      /proxy worker 0 could not start: .*credential/,
+    );
   });
 
   it('both workers accept connections on the shared port', async () => {

@@ -186,9 +186,10 @@ export async function runProxyWorker(start: () => Promise<RunningProxy>, o: Prox
   try {
     proxy = await start();
   } catch (e) {
+    // The primary reports the reason; the worker exits once the message is out.
     const failed: WorkerMessage = { type: FAILED, message: e instanceof Error ? e.message : String(e) };
     send(failed, () => process.exit(1));
-    throw e;
+    return new Promise<never>(() => {});
   }
   let stopping: Promise<void> | undefined;
   const stop = (graceMs: number): void => {

@@ -15,15 +15,16 @@ export interface WorkerConfig {
 }
 
 const config = JSON.parse(readFileSync(process.env['PORTCULLIS_E2E_WORKER_CONFIG']!, 'utf8')) as WorkerConfig;
-const authority = new HttpAuthority({
-  url: config.url,
-  fingerprint: config.fingerprint,
-  credential: config.credential,
-  dialAddress: (h) => ({ address: '127.0.0.1', port: config.ports[h.name] ?? 1 }),
-});
+let authority: HttpAuthority | undefined;
 await runProxyWorker(
-  () =>
-    startProxy({
+  () => {
+    authority = new HttpAuthority({
+      url: config.url,
+      fingerprint: config.fingerprint,
+      credential: config.credential,
+      dialAddress: (h) => ({ address: '127.0.0.1', port: config.ports[h.name] ?? 1 }),
+    });
+    return startProxy({
       authority,
       hostKeys: config.hostKeys.map((k) => ({
         privateKey: parsePrivateKey(k.privateKey).key as SigningPrivateKey,
@@ -33,6 +34,7 @@ await runProxyWorker(
       audit: (event) => process.send?.({ type: 'e2e:audit', event }),
       log: () => {},
       name: 'bastion.example.test',
-    }),
-  { afterStop: () => authority.close(), graceMs: 5_000 },
+    });
+  },
+  { afterStop: () => authority?.close(), graceMs: 5_000 },
 );
