@@ -5,7 +5,7 @@
 // CVEs that need the CA's private key.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseCertificateText } from '@portcullis/cert-core';
 import { SSHD_PATH, hasTool, run } from '@portcullis/harness';
 import { startSystem } from '../e2e/support/portcullis.js';
@@ -43,6 +43,10 @@ describe('threat model against the real system', { skip, timeout: 300_000 }, () 
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'root\n');
     await web01().waitForLog(/Accepted publickey for root .*-CERT SHA256:\S+ ID alice /, { since, timeoutMs: 30_000 });
+    // The user CA is the targets' too, so the same certificate also opens sshd directly: the
+    // sshd-side tests below are real, not refused for some other reason.
+    const d = await direct(aliceId);
+    assert.equal(d.code, 0, d.stderr);
   });
 
   it('adversary 1 (departed user): offboarded through the admin API, a still-valid certificate is refused at the proxy and cannot mint another', async () => {
@@ -62,6 +66,14 @@ describe('threat model against the real system', { skip, timeout: 300_000 }, () 
     await sys.waitForAudit('session.refused', (e) => JSON.stringify(e.fields).includes('bob') && e.fields['reason'] === 'ERR_REVOKED', 10_000);
     const mint = await sys.api('POST', '/v1/certs/user', { token: bob.token, json: { public_key: readFileSync(`${id.identity}.pub`, 'utf8').trim() } });
     assert.equal(mint.status, 401, `minting after offboarding: ${mint.status}`);
+    // At the target: once its KRL is refreshed (pcctl host's timer does this from GET
+    // /v1/krl; here by hand), sshd refuses the certificate too. sshd reads RevokedKeys per login.
+    assert.equal((await direct(id)).code, 0, 'control: the stale KRL still lets bob in directly');
+    writeFileSync(web01().revokedKeysPath!, (await sys.api('GET', '/v1/krl')).bytes);
+    const since = web01().log().length;
+    const d = await direct(id);
+    assert.equal(d.code, 255, d.stdout);
+    await web01().waitForLog(/revoked/i, { since, timeoutMs: 30_000 });
   });
 
   it('adversary 1 (departed user, session revoked only): the certificate cannot be renewed and dies within max_cert_ttl', async () => {
