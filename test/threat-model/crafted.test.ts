@@ -127,9 +127,12 @@ describe('threat model: crafted certificates at the proxy and at sshd', { skip: 
       '-p', String(sshd.port), `${login}@127.0.0.1`, '--', 'id -un',
     ], { timeoutMs: LOADED_MS });
 
-  async function refusedBoth(what: string, id: { identity: string; certificate: string }, login = 'root'): Promise<void> {
+  async function refusedBoth(what: string, reason: string, id: { identity: string; certificate: string }, login = 'root'): Promise<void> {
+    f.audit.length = 0;
     const p = await viaProxy(id, login);
     assert.equal(p.code, 255, `proxy accepted ${what}: ${p.stdout}`);
+    // Refused for the defect itself, not for some other reason the craft might have introduced.
+    await f.waitForAudit('session.refused', (e) => e.fields['reason'] === reason, 30_000);
     assert.match(p.stderr, /Permission denied/);
     const d = await direct(id, login);
     assert.equal(d.code, 255, `sshd accepted ${what}: ${d.stdout}`);
@@ -150,27 +153,27 @@ describe('threat model: crafted certificates at the proxy and at sshd', { skip: 
 
   it('adversary 5 / CVE-2024-7594 (Vault): a certificate with no principals is refused (valid-for-everyone is never accepted)', async () => {
     const subject = generateKey(nodeCrypto, 'ssh-ed25519');
-    await refusedBoth('empty principals', identity(subject, craft(subject, f.authority.userCA, { principals: [] })));
+    await refusedBoth('empty principals', 'ERR_NO_PRINCIPALS', identity(subject, craft(subject, f.authority.userCA, { principals: [] })));
   });
 
   it('adversary 5: a wildcard principal grants nothing ("*" is a name, not a pattern)', async () => {
     const subject = generateKey(nodeCrypto, 'ssh-ed25519');
-    await refusedBoth('principal *', identity(subject, craft(subject, f.authority.userCA, { principals: ['*'] })));
+    await refusedBoth('principal *', 'ERR_WRONG_PRINCIPAL', identity(subject, craft(subject, f.authority.userCA, { principals: ['*'] })));
   });
 
   it('CVE-2026-35414: the principal "root,alice" does not grant root', async () => {
     const subject = generateKey(nodeCrypto, 'ssh-ed25519');
-    await refusedBoth('principal root,alice', identity(subject, craft(subject, f.authority.userCA, { principals: ['root,alice'] })));
+    await refusedBoth('principal root,alice', 'ERR_WRONG_PRINCIPAL', identity(subject, craft(subject, f.authority.userCA, { principals: ['root,alice'] })));
   });
 
   it('an unknown critical option is refused', async () => {
     const subject = generateKey(nodeCrypto, 'ssh-ed25519');
-    await refusedBoth('unknown critical option', identity(subject, craft(subject, f.authority.userCA, { critical: [['portcullis-unknown@example.test', 'x']] })));
+    await refusedBoth('unknown critical option', 'ERR_UNKNOWN_CRITICAL_OPTION', identity(subject, craft(subject, f.authority.userCA, { critical: [['portcullis-unknown@example.test', 'x']] })));
   });
 
   it('a certificate signed with SHA-1 RSA (ssh-rsa signature) by a trusted RSA CA is refused', async () => {
     const subject = generateKey(nodeCrypto, 'ssh-ed25519');
-    await refusedBoth('ssh-rsa CA signature', identity(subject, craft(subject, rsaCA, { sign: sha1Rsa(rsaCA) })));
+    await refusedBoth('ssh-rsa CA signature', 'ERR_ALGORITHM_MISMATCH', identity(subject, craft(subject, rsaCA, { sign: sha1Rsa(rsaCA) })));
   });
 
   it('CVE-2025-49825 (Teleport): a certificate whose signing key is itself a certificate is refused at parse, at the proxy and at sshd', async () => {
@@ -180,7 +183,8 @@ describe('threat model: crafted certificates at the proxy and at sshd', { skip: 
     const subject = generateKey(nodeCrypto, 'ssh-ed25519');
     const blob = craft(subject, middle, { signatureKeyBlob: middleCert });
     assert.throws(() => parseCertificate(blob), (e: unknown) => isCertError(e));
-    await refusedBoth('certificate as CA', identity(subject, blob));
+    // The proxy cannot parse it as a certificate at all, so it counts as no certificate offered.
+    await refusedBoth('certificate as CA', 'ERR_NOT_A_CERTIFICATE', identity(subject, blob));
   });
 
   it('CVE-2025-49825: a certificate in a trusted-CA list is refused at configuration', () => {
