@@ -125,9 +125,14 @@ describe('threat model against the real system', { skip, timeout: 300_000 }, () 
     // issued, but for another name (an on-path attacker replaying a real host).
     const ports = sys.ports as Map<string, number>;
     const cases = [
-      { host: 'rogue', what: 'a host certificate from a foreign CA', before: () => {} },
-      { host: 'plain', what: 'a plain host key', before: () => {} },
-      { host: 'plain', what: 'web01\'s valid certificate at another name\'s address', before: () => ports.set('plain.example.test', web01().port) },
+      { host: 'rogue', what: 'a host certificate from a foreign CA', why: /not a trusted CA/, before: () => {} },
+      { host: 'plain', what: 'a plain host key', why: /plain host key/, before: () => {} },
+      {
+        host: 'plain',
+        what: 'web01\'s valid certificate at another name\'s address',
+        why: /"plain\.example\.test" matches none of the certificate's principals \["web01\.example\.test"\]/,
+        before: () => ports.set('plain.example.test', web01().port),
+      },
     ];
     for (const c of cases) {
       c.before();
@@ -135,7 +140,8 @@ describe('threat model against the real system', { skip, timeout: 300_000 }, () 
       const r = await sys.ssh({ user: `root%${c.host}`, as: aliceId, command: 'true', timeoutMs: 60_000 });
       assert.equal(r.code, 255, `${c.what}: ${r.stdout}`);
       assert.match(r.stderr, /man-in-the-middle/, c.what);
-      await sys.waitForAudit('session.refused', (e) => e.fields['reason'] === 'ERR_HOST_KEY' && String(e.fields['host']).startsWith(c.host), 30_000);
+      const e = await sys.waitForAudit('session.refused', (e) => e.fields['reason'] === 'ERR_HOST_KEY' && String(e.fields['host']).startsWith(c.host), 30_000);
+      assert.match(String(e.fields['message']), c.why, c.what);
     }
   });
 
