@@ -38,12 +38,19 @@ export function openSession(t: SessionTarget): Promise<LoadSession> {
     client.once('ready', () => {
       client.exec('cat', (err, channel) => {
         if (err) return fail(err);
-        settled = true;
-        channel.on('data', (b: Buffer) => {
-          received += b.length;
+        // The proxy accepts exec before the target has answered (so that no early byte is
+        // lost): a session counts as open once a byte has gone to `cat` and come back.
+        let stderr = '';
+        channel.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+        channel.once('close', () => fail(new Error(`the session closed before it echoed: ${stderr.trim()}`)));
+        channel.once('data', () => {
+          settled = true;
+          channel.on('data', (b: Buffer) => {
+            received += b.length;
+          });
+          resolve({ client, channel, received: () => received, close: () => client.end() });
         });
-        channel.stderr.resume();
-        resolve({ client, channel, received: () => received, close: () => client.end() });
+        channel.write('.');
       });
     });
     client.connect({
