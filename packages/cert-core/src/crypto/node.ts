@@ -8,18 +8,14 @@ import type {
   SigningPrivateKey,
 } from '../keys/types.js';
 import { CURVE_OF, CURVE_SIZE } from '../keys/types.js';
-import { bigintFromBytes } from '../wire/reader.js';
 import { bigintToBytes } from '../wire/writer.js';
 import { toBase64 } from '../wire/bytes.js';
+import { decodePkcs8PrivateKey } from '../keys/pkcs8.js';
 
 const NODE_CURVE: Record<EcdsaCurve, string> = { nistp256: 'P-256', nistp384: 'P-384', nistp521: 'P-521' };
-const CURVE_FROM_NODE: Record<string, EcdsaCurve> = { 'P-256': 'nistp256', 'P-384': 'nistp384', 'P-521': 'nistp521' };
 
 function b64u(b: Uint8Array): string {
   return toBase64(b, false).replace(/\+/g, '-').replace(/\//g, '_');
-}
-function fromB64u(s: string): Uint8Array {
-  return new Uint8Array(Buffer.from(s, 'base64url'));
 }
 function bigB64u(v: bigint, size?: number): string {
   let hex = v.toString(16);
@@ -150,31 +146,24 @@ export const nodeCrypto: CryptoBackend = {
     return new Uint8Array(nc.sign(hash, data, { key: ko, dsaEncoding: 'ieee-p1363' }));
   },
   generate(type: PlainKeyType, options = {}) {
+    // Keys come out as PKCS#8 DER from the generation call itself and are read with our own
+    // decoder. Exporting a freshly generated KeyObject as JWK can deadlock on Node 20.20 (a GC
+    // during the export destroys the generation job while the export holds the key's mutex).
+    const privateKeyEncoding = { type: 'pkcs8', format: 'der' } as const;
+    const publicKeyEncoding = { type: 'spki', format: 'der' } as const;
+    let pkcs8: Buffer;
     switch (type) {
-      case 'ssh-ed25519': {
-        const { privateKey } = nc.generateKeyPairSync('ed25519');
-        const jwk = privateKey.export({ format: 'jwk' });
-        return { type, publicKey: fromB64u(jwk.x!), seed: fromB64u(jwk.d!) };
-      }
-      case 'ssh-rsa': {
-        const bits = options.bits ?? 3072;
-        const { privateKey } = nc.generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 65537 });
-        const j = privateKey.export({ format: 'jwk' });
-        const big = (s: string | undefined) => bigintFromBytes(fromB64u(s!));
-        return { type, n: big(j.n), e: big(j.e), d: big(j.d), p: big(j.p), q: big(j.q), iqmp: big(j.qi) };
-      }
-      default: {
-        const curve = CURVE_OF[type];
-        const { privateKey } = nc.generateKeyPairSync('ec', { namedCurve: NODE_CURVE[curve] });
-        const j = privateKey.export({ format: 'jwk' });
-        if (CURVE_FROM_NODE[j.crv!] !== curve) throw new Error('unexpected curve from node:crypto');
-        const size = CURVE_SIZE[curve];
-        const point = new Uint8Array(1 + 2 * size);
-        point[0] = 4;
-        point.set(fromB64u(j.x!), 1);
-        point.set(fromB64u(j.y!), 1 + size);
-        return { type, curve, point, d: bigintFromBytes(fromB64u(j.d!)) };
-      }
+      case 'ssh-ed25519':
+        pkcs8 = nc.generateKeyPairSync('ed25519', { privateKeyEncoding, publicKeyEncoding }).privateKey;
+        break;
+      case 'ssh-rsa':
+        pkcs8 = nc.generateKeyPairSync('rsa', { modulusLength: options.bits ?? 3072, publicExponent: 65537, privateKeyEncoding, publicKeyEncoding }).privateKey;
+        break;
+      default:
+        pkcs8 = nc.generateKeyPairSync('ec', { namedCurve: NODE_CURVE[CURVE_OF[type]], privateKeyEncoding, publicKeyEncoding }).privateKey;
     }
+    const key = decodePkcs8PrivateKey(new Uint8Array(pkcs8), 'generated key');
+    if (key.type !== type) throw new Error(`node:crypto generated a ${key.type} key, not ${type}`);
+    return key;
   },
 };
