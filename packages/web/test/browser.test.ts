@@ -1,15 +1,14 @@
-import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { totpCode } from '@portcullis/auth';
 import { signInThroughProvider } from '@portcullis/harness';
 import type { EventsPage } from '../shared/protocol.js';
 import { ADMIN_PASSWORD, ALICE, setAdminPassword, startWebFixture, type WebFixture } from './fixture.js';
 import { startLiveRecording, writeExecRecording, writeSeekableRecording } from './recordings.js';
+import { SHOTS, launchChromium, screenText, waitForScreen } from './browser-support.js';
 
 /*
  * The app in Debian's Chromium, headless, against the real gateway, auth, OpenID provider and
@@ -18,28 +17,6 @@ import { startLiveRecording, writeExecRecording, writeSeekableRecording } from '
  * (a POST without the CSRF token, a WebSocket from a page of another origin). Screenshots go to
  * docs/screenshots/.
  */
-
-// The README's screenshots are refreshed only on request (UPDATE_SCREENSHOTS=1), so a test run
-// never dirties the checkout; otherwise they go to a temporary directory.
-const SHOTS = process.env['UPDATE_SCREENSHOTS']
-  ? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'docs', 'screenshots')
-  : join(tmpdir(), 'portcullis-screenshots');
-
-/** The visible rows of the xterm.js inside `box`, right-trimmed. */
-async function screenText(page: Page, box: string): Promise<string> {
-  return page.$eval(`${box} .xterm-rows`, (el) => [...el.children].map((r) => (r.textContent ?? '').replace(/\u00a0/g, ' ').trimEnd()).join('\n'));
-}
-
-async function waitForScreen(page: Page, box: string, pred: (text: string) => boolean, what: string): Promise<string> {
-  let text = '';
-  // Ten seconds: CI runs other suites beside this one on two cores.
-  for (let i = 0; i < 200; i++) {
-    text = await screenText(page, box).catch(() => '');
-    if (pred(text)) return text;
-    await page.waitForTimeout(50);
-  }
-  assert.fail(`${what}; the screen shows:\n${text}`);
-}
 
 describe('the browser app in Chromium', () => {
   let f: WebFixture;
@@ -64,27 +41,7 @@ describe('the browser app in Chromium', () => {
     assert.equal(confirmed.status, 200, confirmed.bytes.toString());
 
     const profile = f.dir.file('chromium-profile');
-    mkdirSync(profile);
-    mkdirSync(SHOTS, { recursive: true });
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        // Trust the gateway's generated certificate by its key, as pcsh pins it: a page with a
-        // certificate error would get no WebAuthn.
-        `--ignore-certificate-errors-spki-list=${f.info.spkiPin.replace(/^sha256\/\//, '')}`,
-      ],
-      viewport: { width: 1100, height: 760 },
-      acceptDownloads: true,
-    });
+    context = await launchChromium(profile, f.info.spkiPin, { viewport: { width: 1100, height: 760 }, acceptDownloads: true });
     page = context.pages()[0] ?? (await context.newPage());
   });
 

@@ -1,14 +1,12 @@
-import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page, type WebSocketRoute } from 'playwright-core';
+import type { BrowserContext, Page, WebSocketRoute } from 'playwright-core';
 import { totpCode } from '@portcullis/auth';
 import { readRecordingMeta } from '@portcullis/recording';
 import { TERMINAL_PROTOCOL } from '../shared/terminal-protocol.js';
 import { ERIN, startTerminalWorld, type TerminalWorld } from './terminal-world.js';
+import { SHOTS, launchChromium, screenText, waitForScreen } from './browser-support.js';
 
 /*
  * The browser terminal in Debian's Chromium, headless, through the gateway and the proxy's
@@ -17,26 +15,6 @@ import { ERIN, startTerminalWorld, type TerminalWorld } from './terminal-world.j
  * the pty (`stty size`), the session is recorded with route `web` and replays in the player,
  * and a terminal WebSocket from a page of another origin is refused.
  */
-
-// The README's screenshots are refreshed only on request (UPDATE_SCREENSHOTS=1), so a test run
-// never dirties the checkout; otherwise they go to a temporary directory.
-const SHOTS = process.env['UPDATE_SCREENSHOTS']
-  ? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'docs', 'screenshots')
-  : join(tmpdir(), 'portcullis-screenshots');
-
-async function screenText(page: Page, box: string): Promise<string> {
-  return page.$eval(`${box} .xterm-rows`, (el) => [...el.children].map((r) => (r.textContent ?? '').replace(/\u00a0/g, ' ').trimEnd()).join('\n'));
-}
-
-async function waitForScreen(page: Page, box: string, pred: (text: string) => boolean, what: string): Promise<string> {
-  let text = '';
-  for (let i = 0; i < 300; i++) {
-    text = await screenText(page, box).catch(() => '');
-    if (pred(text)) return text;
-    await page.waitForTimeout(50);
-  }
-  assert.fail(`${what}; the screen shows:\n${text}`);
-}
 
 async function size(page: Page): Promise<{ cols: number; rows: number }> {
   return page.$eval('#term-size', (el) => {
@@ -56,24 +34,7 @@ describe('the browser terminal in Chromium', () => {
   before(async () => {
     w = await startTerminalWorld();
     const profile = w.f.dir.file('chromium-profile');
-    mkdirSync(profile);
-    mkdirSync(SHOTS, { recursive: true });
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${w.f.info.spkiPin.replace(/^sha256\/\//, '')}`,
-      ],
-      viewport: { width: 1100, height: 700 },
-    });
+    context = await launchChromium(profile, w.f.info.spkiPin, { viewport: { width: 1100, height: 700 } });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: w.f.info.url });
     page = context.pages()[0] ?? (await context.newPage());
   });
