@@ -2,8 +2,9 @@ import type { AcceptConnection, ClientChannel, PseudoTtyInfo, PseudoTtyOptions, 
 import { envAllowed } from '../config.js';
 import { identityFields } from '../audit.js';
 import { noBackChannels, onAgentRequest, onX11Request, upstreamBackChannelOptions } from './agent-x11.js';
-import { flushed, pump } from './pump.js';
+import { flushed } from './pump.js';
 import type { Relay } from './relay.js';
+import { pumpToClient, pumpToTarget } from './tapped-pump.js';
 
 /** What the client asked to start on a session channel. */
 export type SessionStart =
@@ -210,32 +211,9 @@ async function relayStreams(relay: Relay, ch: number, client: ServerChannel, ups
   const upstreamClosed = new Promise<void>((resolve) => upstream.once('close', () => resolve()));
   const clientClosed = new Promise<void>((resolve) => client.once('close', () => resolve()));
 
-  const toTarget = pump(client, upstream, {
-    signal,
-    onError,
-    onChunk: (c) => {
-      relay.traffic(c.length, 0);
-      return relay.tapInput(ch, c);
-    },
-  }).then((how) => {
-    if (how === 'end') upstream.end();
-  });
-  const stdout = pump(upstream, client, {
-    signal,
-    onError,
-    onChunk: (c) => {
-      relay.traffic(0, c.length);
-      return relay.tapOutput(ch, 0, c);
-    },
-  });
-  const stderr = pump(upstream.stderr, client.stderr, {
-    signal,
-    onError,
-    onChunk: (c) => {
-      relay.traffic(0, c.length);
-      return relay.tapOutput(ch, 1, c);
-    },
-  });
+  const toTarget = pumpToTarget(relay, ch, client, upstream, { signal, onError });
+  const stdout = pumpToClient(relay, ch, 0, upstream, client, { signal, onError });
+  const stderr = pumpToClient(relay, ch, 1, upstream.stderr, client.stderr, { signal, onError });
 
   const outcome = await Promise.race([
     Promise.all([stdout, stderr, upstreamClosed]).then(() => 'target-done' as const),

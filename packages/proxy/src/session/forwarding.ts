@@ -2,8 +2,8 @@ import { Writable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { AcceptConnection, ClientChannel, RejectConnection, ServerChannel, TcpipBindInfo, TcpipRequestInfo, TcpConnectionDetails } from 'ssh2';
 import { identityFields } from '../audit.js';
-import { pump } from './pump.js';
 import type { Relay } from './relay.js';
+import { pumpToClient, pumpToTarget } from './tapped-pump.js';
 
 /*
  * Port forwarding, only when the certificate has permit-port-forwarding AND the user's roles
@@ -147,24 +147,8 @@ async function relayBytes(relay: Relay, ch: number, client: Duplex & { close(): 
   const onError = (): void => local.abort();
   const untrack = relay.track({ stderr: nullWritable, end: () => local.abort() });
   const closed = (s: Duplex): Promise<void> => new Promise<void>((resolve) => s.once('close', () => resolve()));
-  const toTarget = pump(client, upstream, {
-    signal,
-    onError,
-    onChunk: (c) => {
-      relay.traffic(c.length, 0);
-      return relay.tapInput(ch, c);
-    },
-  }).then((how) => {
-    if (how === 'end') upstream.end();
-  });
-  const toClient = pump(upstream, client, {
-    signal,
-    onError,
-    onChunk: (c) => {
-      relay.traffic(0, c.length);
-      return relay.tapOutput(ch, 0, c);
-    },
-  }).then((how) => {
+  const toTarget = pumpToTarget(relay, ch, client, upstream, { signal, onError });
+  const toClient = pumpToClient(relay, ch, 0, upstream, client, { signal, onError }).then((how) => {
     if (how === 'end') client.end();
   });
   await Promise.race([Promise.all([toTarget, toClient]), closed(client), closed(upstream)]);
