@@ -18,3 +18,4 @@ export * from './service.js';
 export * from './http/client.js';
 export { loadOrCreateTls, certificatePins } from './http/tls.js';
 export type { TlsMaterial, TlsOptions } from './http/tls.js';
+export { HTTP_STATUS, type ApiErrorCode } from './http/errors.js';

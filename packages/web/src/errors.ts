@@ -1,43 +1,12 @@
-/**
- * The one error type of the web gateway. Codes are auth's where the meaning is the same (an
- * error from auth passes through with its own code and status), plus the gateway's own.
- */
-export type WebErrorCode =
-  | 'ERR_BAD_REQUEST'
-  | 'ERR_UNAUTHENTICATED'
-  /** A role says no, or the request failed the CSRF or Origin check. */
-  | 'ERR_FORBIDDEN'
-  | 'ERR_MFA_REQUIRED'
-  | 'ERR_MFA_INVALID'
-  | 'ERR_NOT_FOUND'
-  | 'ERR_CONFLICT'
-  | 'ERR_EXPIRED'
-  | 'ERR_RATE_LIMITED'
-  | 'ERR_LOCKED'
-  | 'ERR_PAYLOAD_TOO_LARGE'
-  | 'ERR_UNSUPPORTED_MEDIA_TYPE'
-  /** Auth or Redis cannot be reached, or auth answered something unreadable. */
-  | 'ERR_UNAVAILABLE'
-  | 'ERR_CONFIG'
-  | 'ERR_INTERNAL';
+import { HTTP_STATUS, type ApiErrorCode } from '@portcullis/auth';
 
-const STATUS: Readonly<Record<WebErrorCode, number>> = {
-  ERR_BAD_REQUEST: 400,
-  ERR_UNAUTHENTICATED: 401,
-  ERR_MFA_REQUIRED: 401,
-  ERR_MFA_INVALID: 401,
-  ERR_FORBIDDEN: 403,
-  ERR_NOT_FOUND: 404,
-  ERR_CONFLICT: 409,
-  ERR_EXPIRED: 410,
-  ERR_PAYLOAD_TOO_LARGE: 413,
-  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
-  ERR_LOCKED: 423,
-  ERR_RATE_LIMITED: 429,
-  ERR_CONFIG: 500,
-  ERR_INTERNAL: 500,
-  ERR_UNAVAILABLE: 503,
-};
+/**
+ * The one error type of the web gateway. It speaks auth's error vocabulary — the same codes and
+ * one status per code (auth's http/errors.ts) — so an error from auth passes through unchanged
+ * and the gateway's own refusals read the same.
+ */
+export type WebErrorCode = ApiErrorCode;
+const STATUS = HTTP_STATUS;
 
 export function isWebErrorCode(code: unknown): code is WebErrorCode {
   return typeof code === 'string' && Object.hasOwn(STATUS, code);
