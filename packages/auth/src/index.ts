@@ -1,7 +1,6 @@
 export * from './errors.js';
 export * from './identity/index.js';
 export * from './store/redis.js';
-export * from './store/embedded.js';
 export * from './store/keys.js';
 export * from './audit/codes.js';
 export * from './audit/event.js';

@@ -8,7 +8,7 @@ import { jsonLinesSink, openJsonLinesFile, redisStreamSink } from '../src/audit/
 import { isAuthError } from '../src/errors.js';
 import { createAuthMetrics } from '../src/metrics.js';
 import { auditEventsKey } from '../src/store/keys.js';
-import { connectRedis } from '../src/store/redis.js';
+import { connectRedis } from '@portcullis/store';
 import { PassThrough } from 'node:stream';
 
 const skip = !hasTool('redis-server') && 'redis-server is not installed';

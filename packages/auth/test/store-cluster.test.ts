@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { hasTool, redisProcessesUnder, run, runOk, startRedis, tempDir, type RedisHandle } from '@portcullis/harness';
 import type { Cluster } from 'ioredis';
 import * as keys from '../src/store/keys.js';
-import { connectRedis } from '../src/store/redis.js';
+import { connectRedis } from '@portcullis/store';
 
 const skip = (!hasTool('redis-server') || !hasTool('redis-cli')) && 'redis-server and redis-cli are needed';
 

@@ -1,4 +1,4 @@
-import { parseRedisConfig, type RedisConfig } from '@portcullis/auth';
+import { parseRedisConfig, type RedisConfig } from '@portcullis/store';
 import { z } from 'zod';
 import { WebError } from './errors.js';
 

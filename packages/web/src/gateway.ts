@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { AuthClient, connectRedis, loadOrCreateTls, type RedisConnection, type TlsMaterial } from '@portcullis/auth';
+import { AuthClient, loadOrCreateTls, type TlsMaterial } from '@portcullis/auth';
+import { connectRedis, type RedisConnection } from '@portcullis/store';
 import { buildAppAssets, type AppAssets } from './assets.js';
 import { AuthUpstream } from './auth-upstream.js';
 import { BrowserSessionStore } from './browser-session.js';

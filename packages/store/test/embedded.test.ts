@@ -7,11 +7,11 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freePort, hasTool, pingRedis, processAlive, redisProcessesUnder, run, tempDir } from '@portcullis/harness';
 import { Redis } from 'ioredis';
-import { EmbeddedRedis, type EmbeddedRedisEvent } from '../src/store/embedded.js';
-import { isAuthError } from '../src/errors.js';
+import { EmbeddedRedis, type EmbeddedRedisEvent } from '../src/embedded.js';
+import { isStoreError } from '../src/errors.js';
 
 const skip = !hasTool('redis-server') && 'redis-server is not installed';
-const EMBEDDED_TS = fileURLToPath(new URL('../src/store/embedded.ts', import.meta.url));
+const EMBEDDED_TS = fileURLToPath(new URL('../src/embedded.ts', import.meta.url));
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -146,7 +146,7 @@ test('embedded redis: a server that cannot start fails with ERR_UNAVAILABLE and 
   assert.ok(addr !== null && typeof addr === 'object');
   const server = new EmbeddedRedis({ stateDir: tmp.file('redis'), port: addr.port, readyTimeoutMs: 5_000 });
   await assert.rejects(server.start(), (e: unknown) => {
-    assert.ok(isAuthError(e, 'ERR_UNAVAILABLE'));
+    assert.ok(isStoreError(e, 'ERR_UNAVAILABLE'));
     assert.match(e.message, /^store: embedded redis-server \(.*redis\.conf\) exited \(code 1\) before answering PING; last log lines:\n/);
     assert.match(e.message, /Address already in use/);
     assert.ok(!e.message.includes(readFileSync(tmp.file('redis/password'), 'utf8').trim()), 'no password in the message');
@@ -156,7 +156,7 @@ test('embedded redis: a server that cannot start fails with ERR_UNAVAILABLE and 
   assert.deepEqual(redisProcessesUnder(tmp.path), []);
 
   const missing = new EmbeddedRedis({ stateDir: tmp.file('other'), redisServerPath: tmp.file('no-such-redis-server') });
-  await assert.rejects(missing.start(), (e: unknown) => isAuthError(e, 'ERR_UNAVAILABLE') && /no executable redis-server at/.test(e.message));
+  await assert.rejects(missing.start(), (e: unknown) => isStoreError(e, 'ERR_UNAVAILABLE') && /no executable redis-server at/.test(e.message));
 });
 
 test('embedded redis: refuses a too-long socket path and a directory already supervised', { skip }, async (t) => {
@@ -164,13 +164,13 @@ test('embedded redis: refuses a too-long socket path and a directory already sup
   t.after(() => tmp.remove());
   assert.throws(
     () => new EmbeddedRedis({ stateDir: join(tmp.path, 'x'.repeat(120)) }),
-    (e: unknown) => isAuthError(e, 'ERR_CONFIG') && /over the 107 Linux allows/.test(e.message),
+    (e: unknown) => isStoreError(e, 'ERR_CONFIG') && /over the 107 Linux allows/.test(e.message),
   );
   const first = new EmbeddedRedis({ stateDir: tmp.file('redis') });
   t.after(() => first.stop());
   await first.start();
   const second = new EmbeddedRedis({ stateDir: tmp.file('redis') });
-  await assert.rejects(second.start(), (e: unknown) => isAuthError(e, 'ERR_UNAVAILABLE') && /already supervised/.test(e.message));
+  await assert.rejects(second.start(), (e: unknown) => isStoreError(e, 'ERR_UNAVAILABLE') && /already supervised/.test(e.message));
   assert.ok(await pingRedis(first.endpoint as { path: string }), 'the first server is untouched');
 });
 
@@ -209,7 +209,7 @@ test('embedded redis: a SIGKILLed supervisor takes redis-server with it (parent 
   assert.ok(processAlive(sup.redisPid));
   // While that supervisor lives, nobody else may take its directory over.
   const intruder = new EmbeddedRedis({ stateDir: tmp.file('redis') });
-  await assert.rejects(intruder.start(), (e: unknown) => isAuthError(e, 'ERR_UNAVAILABLE') && /supervised by another live process \(pid \d+\)/.test(e.message));
+  await assert.rejects(intruder.start(), (e: unknown) => isStoreError(e, 'ERR_UNAVAILABLE') && /supervised by another live process \(pid \d+\)/.test(e.message));
   assert.ok(processAlive(sup.redisPid), 'the refusal touched nothing');
   await sup.kill();
   await until('redis-server to exit after its supervisor', () => redisProcessesUnder(tmp.path).length === 0);

@@ -20,7 +20,7 @@ import {
 } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve as resolvePath } from 'node:path';
-import { AuthError } from '../errors.js';
+import { StoreError } from './errors.js';
 
 export const DEFAULT_REDIS_SERVER_PATH = '/usr/bin/redis-server';
 const SETPRIV_PATH = '/usr/bin/setpriv';
@@ -58,7 +58,7 @@ export interface EmbeddedRedisOptions {
 export type EmbeddedRedisEvent =
   | { readonly type: 'started'; readonly pid: number; readonly restarts: number }
   | { readonly type: 'exited'; readonly pid: number; readonly code: number | null; readonly signal: string | null }
-  | { readonly type: 'restart_failed'; readonly attempt: number; readonly error: AuthError }
+  | { readonly type: 'restart_failed'; readonly attempt: number; readonly error: StoreError }
   | { readonly type: 'orphan_stopped'; readonly pid: number };
 
 /** Where clients reach the server: the unix socket, or loopback TCP with the password. */
@@ -118,7 +118,7 @@ export class EmbeddedRedis {
     if (options.port === undefined) {
       const bytes = Buffer.byteLength(this.#files.socket);
       if (bytes > MAX_SOCKET_PATH_BYTES) {
-        throw new AuthError(
+        throw new StoreError(
           'ERR_CONFIG',
           `store: unix socket path ${this.#files.socket} is ${bytes} bytes, over the ${MAX_SOCKET_PATH_BYTES} Linux allows; use a shorter state directory`,
         );
@@ -188,7 +188,7 @@ export class EmbeddedRedis {
     try {
       accessSync(this.#redisServerPath, fsConstants.X_OK);
     } catch {
-      throw new AuthError(
+      throw new StoreError(
         'ERR_UNAVAILABLE',
         `store: no executable redis-server at ${this.#redisServerPath} (install Debian's redis-server, or configure an external Redis)`,
       );
@@ -226,11 +226,11 @@ export class EmbeddedRedis {
   #claim(): void {
     const dir = realpathSync(this.stateDir);
     if (activeDirs.has(dir)) {
-      throw new AuthError('ERR_UNAVAILABLE', `store: embedded redis state directory ${dir} is already supervised in this process`);
+      throw new StoreError('ERR_UNAVAILABLE', `store: embedded redis state directory ${dir} is already supervised in this process`);
     }
     const other = readPid(this.#files.supervisor);
     if (other !== undefined && other !== process.pid && isSupervisorProcess(other)) {
-      throw new AuthError(
+      throw new StoreError(
         'ERR_UNAVAILABLE',
         `store: embedded redis state directory ${dir} is supervised by another live process (pid ${other})`,
       );
@@ -269,7 +269,7 @@ export class EmbeddedRedis {
   #writeConfig(): void {
     const e = this.endpoint;
     const lines = [
-      '# Written by portcullis auth on every start; edits here are overwritten.',
+      '# Written by portcullis on every start; edits here are overwritten.',
       'daemonize no',
       'supervised no',
       // Loopback only, even if someone edits the port: this server holds every secret hash.
@@ -348,9 +348,9 @@ export class EmbeddedRedis {
     }
   }
 
-  #unavailable(what: string): AuthError {
+  #unavailable(what: string): StoreError {
     const tail = this.logTail();
-    return new AuthError(
+    return new StoreError(
       'ERR_UNAVAILABLE',
       `store: embedded redis-server (${this.#files.conf}) ${what}; last log lines:\n${tail || '(none)'}`,
       { logTail: tail },
@@ -377,7 +377,7 @@ export class EmbeddedRedis {
           return;
         } catch (e) {
           failures++;
-          const error = e instanceof AuthError ? e : new AuthError('ERR_UNAVAILABLE', `store: embedded redis-server restart failed: ${String(e)}`);
+          const error = e instanceof StoreError ? e : new StoreError('ERR_UNAVAILABLE', `store: embedded redis-server restart failed: ${String(e)}`);
           this.#emit({ type: 'restart_failed', attempt, error });
         }
       }

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { freePort, hasTool, redisProcessesUnder, startRedis, tempDir } from '@portcullis/harness';
 import type { Redis } from 'ioredis';
-import { isAuthError } from '../src/errors.js';
-import { connectRedis, parseRedisConfig, redisConfigSchema } from '../src/store/redis.js';
+import { isStoreError } from '../src/errors.js';
+import { connectRedis, parseRedisConfig, redisConfigSchema } from '../src/redis.js';
 
 const skip = !hasTool('redis-server') && 'redis-server is not installed';
 
@@ -31,7 +31,7 @@ test('redis config schema: one of embedded, url, sentinel, cluster, nothing else
   for (const b of bad) assert.ok(!redisConfigSchema.safeParse(b).success, JSON.stringify(b));
   assert.throws(
     () => parseRedisConfig({ url: 'http://secret-host' }),
-    (e: unknown) => isAuthError(e, 'ERR_CONFIG') && /^config: redis(\.url)?: /.test(e.message),
+    (e: unknown) => isStoreError(e, 'ERR_CONFIG') && /^config: redis(\.url)?: /.test(e.message),
   );
 });
 
@@ -81,7 +81,7 @@ test('connectRedis: a wrong password fails at once, without the password in the 
   const wrong = `redis://:${encodeURIComponent('wrong-staple-secret')}@127.0.0.1:${server.port}`;
   const started = Date.now();
   await assert.rejects(connectRedis({ url: wrong }, { readyTimeoutMs: 10_000 }), (e: unknown) => {
-    assert.ok(isAuthError(e, 'ERR_UNAVAILABLE'));
+    assert.ok(isStoreError(e, 'ERR_UNAVAILABLE'));
     assert.match(e.message, /^store: redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ refused authentication: WRONGPASS/);
     assert.ok(!e.message.includes('wrong-staple-secret'));
     return true;
@@ -92,7 +92,7 @@ test('connectRedis: a wrong password fails at once, without the password in the 
 test('connectRedis: nothing listening fails at the deadline with the cause', { skip }, async () => {
   const port = await freePort();
   await assert.rejects(connectRedis({ url: `redis://127.0.0.1:${port}` }, { readyTimeoutMs: 600 }), (e: unknown) => {
-    assert.ok(isAuthError(e, 'ERR_UNAVAILABLE'));
+    assert.ok(isStoreError(e, 'ERR_UNAVAILABLE'));
     assert.equal(e.message, `store: redis at redis://127.0.0.1:${port} not ready within 600 ms: connect ECONNREFUSED 127.0.0.1:${port}`);
     return true;
   });
@@ -141,6 +141,6 @@ test('connectRedis(sentinel): finds the master through a real redis-sentinel', {
 
   await assert.rejects(
     connectRedis({ sentinel: { sentinels: [{ host: '127.0.0.1', port: sentinel.port ?? 0 }], name: 'nosuchmaster' } }, { readyTimeoutMs: 800 }),
-    (e: unknown) => isAuthError(e, 'ERR_UNAVAILABLE') && /sentinel master "nosuchmaster"/.test(e.message),
+    (e: unknown) => isStoreError(e, 'ERR_UNAVAILABLE') && /sentinel master "nosuchmaster"/.test(e.message),
   );
 });

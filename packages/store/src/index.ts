@@ -1,0 +1,3 @@
+export * from './errors.js';
+export * from './redis.js';
+export * from './embedded.js';
