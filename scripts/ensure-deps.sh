@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests talk to for real (see README "Tests").
-DEBIAN_PACKAGES=(openssh-server openssh-client redis-server tmux asciinema chromium shellcheck softhsm2 opensc zsh systemd)
+DEBIAN_PACKAGES=(openssh-server openssh-client redis-server tmux asciinema chromium shellcheck softhsm2 opensc zsh systemd faketime)
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
