@@ -22,6 +22,7 @@ import { BENCH_USER, startBenchAuth } from './lib/auth-child.js';
 import type { BenchAuth } from './lib/auth-child.js';
 import { formatProfile, summarizeProfile } from './lib/cpuprofile.js';
 import { freshEd25519PublicKey } from './lib/keys.js';
+import { saveResults } from './lib/results.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
@@ -264,6 +265,21 @@ async function main(): Promise<void> {
   const failed = stats.find((s) => s.firstError !== undefined);
   if (failed !== undefined) console.log(`\nerrors, first: ${failed.firstError}`);
   if (keys.madeInline > 0) console.log(`\n${keys.madeInline} keys were generated during runs (pool ran dry); their cost is in the load generator's CPU`);
+  const cpuPerCert = stats.map((s) => `${s.concurrency} in flight: auth ${ms(s.authCpuPerCert)}, redis ${ms(s.redisCpuPerCert)}`).join('; ');
+  saveResults({
+    suite: 'auth',
+    title: 'auth: certificates minted through POST /v1/certs/user',
+    command: 'npm run bench:auth',
+    rows,
+    notes: [
+      `Medians of ${ROUNDS} rounds of ${DURATION_MS / 1000} s per level; keep-alive HTTPS (pinned), a fresh ed25519 key per certificate; ` +
+        `auth and its embedded redis-server in a child process, the load generator on the same ${cores} cores.`,
+      `Anchors: ssh-keygen -s, ${KEYGEN_LOOP_N} certificates in a bash loop (its latency is one process) and ${KEYGEN_XARGS_N} through xargs -P 2.`,
+      goal,
+      `CPU per certificate: ${cpuPerCert}.`,
+      ...(failed !== undefined ? [`errors, first: ${failed.firstError}`] : []),
+    ],
+  });
   if (profile !== undefined) {
     console.log(`\nwhere the auth process's time goes (V8 sampling profiler via the inspector, one more ${PROFILE_MS / 1000} s run at ${PROFILE_LEVEL} in flight):\n\n${profile}`);
   }

@@ -13,6 +13,8 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '@portcullis/harness';
 import { median } from './lib/measure.js';
+import type { Row } from './lib/measure.js';
+import { saveResults } from './lib/results.js';
 import { drive, openSessions } from './lib/proxy-load.js';
 import type { LoadSession } from './lib/proxy-load.js';
 import { formatProfile, readProfile } from './lib/proxy-profile.js';
@@ -174,6 +176,25 @@ async function profile(sys: BenchSystem, proxy: ProxyProcess): Promise<string> {
   return formatProfile(readProfile(path));
 }
 
+/** The figures above as report rows: the proxy beside direct ssh and an OpenSSH bastion. */
+function proxyRows(tp: Throughput, setup: Record<Way | 'proxy-jump', number[]>, lr: LoadReport): Row[] {
+  const anchors = (f: (w: Way) => number) => [
+    { name: 'direct sshd', value: f('direct') },
+    { name: 'OpenSSH bastion', value: f('bastion') },
+  ];
+  const m = (w: Way | 'proxy-jump'): number => median(setup[w]);
+  const none = [] as const;
+  return [
+    { what: `throughput, ${GIB} GiB`, ours: tp.rate.proxy, unit: 'MiB/s', higherIsBetter: true, anchors: anchors((w) => tp.rate[w]) },
+    { what: 'set-up, `ssh HOST true`', ours: m('proxy'), unit: 'ms', higherIsBetter: false, anchors: anchors(m) },
+    { what: 'set-up, `ssh -J proxy HOST true`', ours: m('proxy-jump'), unit: 'ms', higherIsBetter: false, anchors: anchors(m) },
+    { what: 'proxy CPU per GiB relayed', ours: tp.proxyCpuPerGiB, unit: 's', higherIsBetter: false, anchors: none },
+    { what: `RSS per idle session (${IDLE} open)`, ours: (lr.idle.rss - lr.base.rss) / IDLE / 1024, unit: 'KiB', higherIsBetter: false, anchors: none },
+    { what: `RSS with ${IDLE} idle + ${BUSY} busy`, ours: lr.busy.rss / MiB, unit: 'MiB', higherIsBetter: false, anchors: none },
+    { what: `proxy CPU with ${BUSY} busy sessions`, ours: lr.busy.cpu * 100, unit: '% of a core', higherIsBetter: false, anchors: none },
+  ];
+}
+
 async function main(): Promise<void> {
   const sys = await startBenchSystem();
   try {
@@ -238,6 +259,18 @@ async function main(): Promise<void> {
       '',
     ];
     process.stdout.write(lines.join('\n'));
+    saveResults({
+      suite: 'proxy',
+      title: 'proxy: throughput, set-up and memory against direct ssh and an OpenSSH bastion',
+      command: 'npm run bench:proxy',
+      rows: proxyRows(tp, setup, lr),
+      notes: [
+        `${openssh}, aes128-gcm@openssh.com on every hop; client, proxy and sshd share ${cpus().length} cores.`,
+        `Throughput: ${GIB} GiB through \`cat > /dev/null\`, better of 2; the proxy used ${(tp.proxyCpu * 100).toFixed(0)}% of a core during its transfer ` +
+          `(${tp.proxyCpu < 0.7 ? 'CPU to spare: the machine bounds that path' : 'close to CPU-bound'}).`,
+        `Set-up: \`ssh HOST true\`, median of ${ROUNDS}. Memory: ${IDLE} idle sessions, then ${BUSY} busy ones at ${BUSY_BYTES_PER_SECOND / 1024} KiB/s each way.`,
+      ],
+    });
   } finally {
     await sys.stop();
   }

@@ -18,6 +18,8 @@ import { access, startFixture } from '../packages/proxy/test/support/fixture.js'
 import type { Fixture, Identity } from '../packages/proxy/test/support/fixture.js';
 import { busyInteractiveSession, type ProfileTotals } from './lib/interactive-profile.js';
 import { fmt, median } from './lib/measure.js';
+import type { Row } from './lib/measure.js';
+import { saveResults } from './lib/results.js';
 
 const GIB = Number(process.env['BENCH_GIB'] ?? 1);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 2);
@@ -373,6 +375,23 @@ function report(t: TransferResult[], a: AbsorbResult[], m: MemoryResult[]): stri
   return lines.join('\n');
 }
 
+/** The figures above as report rows: each transfer recorded beside the same transfer not recorded. */
+function recordingRows(t: TransferResult[], a: AbsorbResult[], m: MemoryResult[]): Row[] {
+  const notRecorded = (value: number) => [{ name: 'not recorded', value }];
+  return [
+    ...t.map((r): Row => ({ what: `${r.name} through the proxy, ${GIB} GiB`, ours: r.onMBs, unit: 'MiB/s', higherIsBetter: true, anchors: notRecorded(r.offMBs) })),
+    ...t.map((r): Row => ({ what: `proxy CPU per GiB, ${r.name}`, ours: r.onCpu, unit: 's', higherIsBetter: false, anchors: notRecorded(r.offCpu) })),
+    ...a.map((r): Row => ({ what: `events into Redis, ${r.sessions} sessions × ${r.eventBytes} B`, ours: r.perSecond, unit: '/s', higherIsBetter: true, anchors: [] })),
+    ...m.map((r): Row => ({
+      what: `Redis memory per hour of a busy interactive session, input ${r.input ? 'recorded' : 'not recorded'}`,
+      ours: (r.bytes.events + r.bytes.snapshots + r.bytes.meta) / MiB / HOURS,
+      unit: 'MiB',
+      higherIsBetter: false,
+      anchors: [],
+    })),
+  ];
+}
+
 async function main(): Promise<void> {
   const dir = tempDir('portcullis-bench-recording-');
   const redisDir = dir.file('redis');
@@ -385,6 +404,17 @@ async function main(): Promise<void> {
     const a = PARTS.includes('absorb') ? await absorbBench(dir, server) : [];
     const m = PARTS.includes('memory') ? await memoryBench(dir, server) : [];
     process.stdout.write(`${report(t, a, m)}\n`);
+    saveResults({
+      suite: 'recording',
+      title: 'recording: what recording costs, recorded against not recorded',
+      command: 'npm run bench:recording',
+      rows: recordingRows(t, a, m),
+      notes: [
+        `Real ssh, sftp, sshd and redis-server (${aof.length > 0 ? 'AOF everysec' : 'no AOF'}); the proxy and its recorders run in the bench process. Transfers: median of ${ROUNDS}, recorded and not alternating.`,
+        ...t.map((r) => `${r.name}: stores ${r.stored}; ${fmt(r.storedBytes / MiB)} MiB in Redis, recording done ${fmt(r.lagMs)} ms after the client, Redis ${fmt(r.redisCpu)} CPU s/GiB.`),
+        `Memory: ${HOURS} h of a simulated busy interactive session (bench/lib/interactive-profile.ts), exact MEMORY USAGE of its keys.`,
+      ],
+    });
   } finally {
     await server.stop();
     dir.remove();
