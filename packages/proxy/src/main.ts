@@ -1,11 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import { connectRedis } from '@portcullis/store';
 import { parseCertificateText, parsePrivateKey } from '@portcullis/cert-core';
 import type { SigningPrivateKey } from '@portcullis/cert-core';
 import type { ProxyAuditEvent } from './audit.js';
@@ -18,6 +16,10 @@ import { httpSignatureService, startSessionRecording } from './recording.js';
 import { WebSessionEngine } from './web-session.js';
 import type { RecordingSignatureService, SessionRecording } from './recording.js';
 import { startProxy, type RunningProxy } from './server.js';
+import { loadProxyServiceConfig, type ProxyServiceConfig } from './service-config.js';
+
+export { loadProxyServiceConfig, parseProxyServiceConfig, proxyRedisConfig } from './service-config.js';
+export type { ProxyRedisConfig, ProxyServiceConfig } from './service-config.js';
 
 /*
  * The proxy as a service: node --import tsx packages/proxy/src/main.ts --config proxy.yaml
@@ -25,111 +27,6 @@ import { startProxy, type RunningProxy } from './server.js';
  * the recorder wiring, an optional metrics listener. Exit codes: 0 after a clean stop on
  * SIGINT/SIGTERM, 2 for a bad command line or config, 1 when the service could not start.
  */
-
-const duration = z.union([z.number().positive(), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v * 1000;
-  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$/.exec(v.trim());
-  if (!m || v.trim() === '') {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration like 500ms, 60s, 5m or 90d` });
-    return z.NEVER;
-  }
-  const [d, h, mi, s, ms] = m.slice(1).map((x) => Number(x ?? 0)) as [number, number, number, number, number];
-  return (((d * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms;
-});
-
-const configSchema = z.strictObject({
-  /** Spool files, the credential and host keys live here; relative paths below are against it. */
-  state_dir: z.string().min(1),
-  name: z.string().min(1).max(253).optional(),
-  listen: z.string().default('0.0.0.0:3022'),
-  host_keys: z.array(z.strictObject({ private_key: z.string().min(1), certificate: z.string().min(1) })).min(1).optional(),
-  redis: z.strictObject({ url: z.string().min(1) }),
-  auth: z
-    .strictObject({
-      url: z.string().url(),
-      fingerprint: z.string().min(1),
-      credential_file: z.string().min(1).optional(),
-    })
-    .optional(),
-  recording: z
-    .strictObject({
-      spool_dir: z.string().min(1).optional(),
-      retention: duration.optional(),
-      upload_interval: duration.default(60_000),
-      spool_fsync: z.enum(['always', 'interval', 'never']).default('interval'),
-    })
-    .default({ upload_interval: 60_000, spool_fsync: 'interval' }),
-  metrics: z.strictObject({ listen: z.string().min(1) }).optional(),
-  drain_grace: duration.default(30_000),
-});
-
-/** The config file, checked, with paths made absolute and durations in milliseconds. */
-export interface ProxyServiceConfig {
-  readonly stateDir: string;
-  readonly name: string | undefined;
-  readonly listen: { readonly host: string; readonly port: number };
-  readonly hostKeys: readonly { readonly privateKey: string; readonly certificate: string }[];
-  readonly redisUrl: string;
-  readonly auth: { readonly url: string; readonly fingerprint: string; readonly credentialFile: string } | undefined;
-  readonly recording: {
-    readonly spoolDir: string;
-    readonly retentionMs: number | undefined;
-    readonly uploadIntervalMs: number;
-    readonly spoolFsync: 'always' | 'interval' | 'never';
-  };
-  readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
-  readonly drainGraceMs: number;
-}
-
-function hostPort(s: string, what: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new ProxyError('ERR_CONFIG', `proxy config: ${what} expected host:port, got ${JSON.stringify(s)}`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-/** Checks a parsed config document; `baseDir` resolves a relative state_dir (the file's directory). */
-export function parseProxyServiceConfig(doc: unknown, baseDir = process.cwd()): ProxyServiceConfig {
-  const r = configSchema.safeParse(doc ?? {});
-  if (!r.success) {
-    const problems = r.error.issues.slice(0, 5).map((i) =>
-      i.code === 'unrecognized_keys' ? `unknown key ${[...i.path, ...i.keys].join('.')}` : `${i.path.join('.') || 'config'}: ${i.message}`,
-    );
-    throw new ProxyError('ERR_CONFIG', `proxy config: ${problems.join('; ')}`);
-  }
-  const c = r.data;
-  const stateDir = resolve(baseDir, c.state_dir);
-  const inState = (p: string): string => (isAbsolute(p) ? p : join(stateDir, p));
-  return {
-    stateDir,
-    name: c.name,
-    listen: hostPort(c.listen, 'listen'),
-    hostKeys: (c.host_keys ?? [{ private_key: 'host_key', certificate: 'host_key-cert.pub' }]).map((k) => ({
-      privateKey: inState(k.private_key),
-      certificate: inState(k.certificate),
-    })),
-    redisUrl: c.redis.url,
-    auth: c.auth === undefined ? undefined : { url: c.auth.url, fingerprint: c.auth.fingerprint, credentialFile: inState(c.auth.credential_file ?? 'credential') },
-    recording: {
-      spoolDir: inState(c.recording.spool_dir ?? 'recordings'),
-      retentionMs: c.recording.retention,
-      uploadIntervalMs: c.recording.upload_interval,
-      spoolFsync: c.recording.spool_fsync,
-    },
-    metricsListen: c.metrics === undefined ? undefined : hostPort(c.metrics.listen, 'metrics.listen'),
-    drainGraceMs: c.drain_grace,
-  };
-}
-
-export function loadProxyServiceConfig(path: string): ProxyServiceConfig {
-  let doc: unknown;
-  try {
-    doc = parseYaml(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new ProxyError('ERR_CONFIG', `proxy config: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  return parseProxyServiceConfig(doc, dirname(resolve(path)));
-}
 
 /** What the service takes from outside the config file; tests replace auth with a stand-in. */
 export interface ProxyServiceDeps {
@@ -194,13 +91,19 @@ export async function startProxyService(config: ProxyServiceConfig, deps: ProxyS
   if (signatures === undefined) log('warn', 'recordings will not be signed: no auth section in the config');
 
   // One failed attempt per command: the recorder has its own timeouts and falls back to the
-  // spool (best effort) or ends the session (strict); ioredis keeps reconnecting behind it.
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 100, 2_000), connectTimeout: 5_000 });
+  // spool (best effort) or ends the session (strict); ioredis keeps reconnecting behind it, and
+  // follows a Sentinel failover or a Cluster's new slot owners by itself. Not waiting for ready:
+  // a proxy whose Redis is away still serves, spooling best-effort recordings.
   let lastRedisError = '';
-  redis.on('error', (e: Error) => {
-    if (e.message !== lastRedisError) log('warn', `redis: ${e.message}`);
-    lastRedisError = e.message;
+  const connection = await connectRedis(config.redis, {
+    waitForReady: false,
+    maxRetriesPerRequest: 1,
+    onClientError: (m) => {
+      if (m !== lastRedisError) log('warn', m);
+      lastRedisError = m;
+    },
   });
+  const redis = connection.client;
   redis.on('ready', () => (lastRedisError = ''));
 
   const metrics = createProxyMetrics();
@@ -260,7 +163,7 @@ export async function startProxyService(config: ProxyServiceConfig, deps: ProxyS
           metricsServer?.close();
           ownAuthority?.close();
           ownSignatures?.close();
-          await redis.quit().catch(() => redis.disconnect());
+          await connection.close();
         })()),
     };
   } catch (e) {
@@ -268,7 +171,7 @@ export async function startProxyService(config: ProxyServiceConfig, deps: ProxyS
     metricsServer?.close();
     ownAuthority?.close();
     ownSignatures?.close();
-    redis.disconnect();
+    await connection.close();
     throw e;
   }
 }

@@ -72,6 +72,12 @@ export interface ConnectRedisOptions {
   /** How long to wait for the first ready connection (default 10 s). */
   readonly readyTimeoutMs?: number;
   /**
+   * Resolve only once the client is ready (default true). A service that can work without
+   * Redis for a while (the proxy spools recordings) passes false and starts at once; the client
+   * connects in the background and commands queue or fail as maxRetriesPerRequest says.
+   */
+  readonly waitForReady?: boolean;
+  /**
    * Reconnection attempts a command waits through before it fails (default 2). Small, because
    * callers sit in a request path; the client itself keeps reconnecting in the background.
    */
@@ -172,7 +178,7 @@ export async function connectRedis(config: RedisConfig, options: ConnectRedisOpt
   };
 
   try {
-    await waitReady(client, target, timeoutMs, scrub);
+    if (options.waitForReady !== false) await waitReady(client, target, timeoutMs, scrub);
   } catch (e) {
     await embedded?.stop();
     throw e;

@@ -18,7 +18,8 @@ export const SERVICES = ['auth', 'proxy', 'web'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 const remoteAuth = z.strictObject({ url: z.url({ protocol: /^https$/ }), fingerprint: z.string().min(1) });
-const redisUrl = z.strictObject({ url: z.string().min(1) });
+// url, sentinel or cluster (the Redis auth uses); the proxy's and web's own parsers check it.
+const sharedRedis = z.record(z.string(), z.unknown());
 
 const schema = z.strictObject({
   /** Everything lives below it: <state_dir>/auth, /proxy, /web. */
@@ -37,7 +38,7 @@ const schema = z.strictObject({
       /** Only when auth runs elsewhere: its URL and pin, and a proxy join token for the first start. */
       auth: remoteAuth.optional(),
       join_token: z.string().min(1).optional(),
-      redis: redisUrl.optional(),
+      redis: sharedRedis.optional(),
       metrics: z.strictObject({ listen: z.string().min(1) }).optional(),
     })
     .prefault({}),
@@ -48,7 +49,7 @@ const schema = z.strictObject({
       tls: z.record(z.string(), z.unknown()).optional(),
       sessions: z.record(z.string(), z.unknown()).optional(),
       auth: remoteAuth.optional(),
-      redis: redisUrl.optional(),
+      redis: sharedRedis.optional(),
     })
     .prefault({}),
 });

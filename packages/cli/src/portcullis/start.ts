@@ -31,10 +31,15 @@ export interface RunningPortcullis {
 type Log = (line: string) => void;
 
 /** Where the proxy and web reach auth's Redis when they share this process. */
-function sharedRedisUrl(auth: LoadedAuthConfig): string | undefined {
-  const r = auth.redis as { embedded?: { stateDir: string; port?: number }; url?: string };
-  if (r.url !== undefined) return r.url;
-  if (r.embedded !== undefined && r.embedded.port === undefined) return `unix://${join(r.embedded.stateDir, 'redis.sock')}`;
+/**
+ * The Redis section proxy and web share with auth when they run beside it: auth's own url,
+ * sentinel or cluster section, or its embedded server's unix socket (a TCP embedded server has a
+ * private password, so it is not shared).
+ */
+function sharedRedis(auth: LoadedAuthConfig): Record<string, unknown> | undefined {
+  const r = auth.redis;
+  if (!('embedded' in r)) return r;
+  if (r.embedded.port === undefined) return { url: `unix://${join(r.embedded.stateDir, 'redis.sock')}` };
   return undefined;
 }
 
@@ -104,10 +109,10 @@ export async function startPortcullis(c: StartConfig, log: Log): Promise<Running
     }
     const authUrl = (remote: { url: string; fingerprint: string } | undefined): { url: string; fingerprint: string } =>
       remote ?? { url: info!.url, fingerprint: info!.fingerprint };
-    const redisFor = (remote: { url: string } | undefined, service: string): string => {
-      const url = remote?.url ?? (authConfig === undefined ? undefined : sharedRedisUrl(authConfig));
-      if (url === undefined) throw new CliError('ERR_CONFIG', `config: ${service}.redis: required (url): auth's Redis is not reachable through a local socket`);
-      return url;
+    const redisFor = (remote: Record<string, unknown> | undefined, service: string): Record<string, unknown> => {
+      const r = remote ?? (authConfig === undefined ? undefined : sharedRedis(authConfig));
+      if (r === undefined) throw new CliError('ERR_CONFIG', `config: ${service}.redis: required (url, sentinel or cluster): auth's Redis is not reachable through a local socket`);
+      return r;
     };
 
     let proxy: RunningProxyService | undefined;
@@ -147,7 +152,7 @@ export async function startPortcullis(c: StartConfig, log: Log): Promise<Running
           state_dir: dir,
           name,
           listen: c.proxy.listen,
-          redis: { url: redisFor(c.proxy.redis, 'proxy') },
+          redis: redisFor(c.proxy.redis, 'proxy'),
           auth: where,
           drain_grace: c.proxy.drain_grace,
           ...(c.proxy.metrics === undefined ? {} : { metrics: c.proxy.metrics }),
@@ -170,7 +175,7 @@ export async function startPortcullis(c: StartConfig, log: Log): Promise<Running
           listen: c.web.listen,
           state_dir: privateDir(serviceDir(c, 'web')),
           auth: where,
-          redis: { url: redisFor(c.web.redis, 'web') },
+          redis: redisFor(c.web.redis, 'web'),
           ...(c.web.public_url === undefined ? {} : { public_url: c.web.public_url }),
           ...(c.web.tls === undefined ? {} : { tls: c.web.tls }),
           ...(c.web.sessions === undefined ? {} : { sessions: c.web.sessions }),
