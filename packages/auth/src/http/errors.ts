@@ -84,7 +84,24 @@ export function toApiError(e: unknown, bodyLimit: number): ApiError {
   if (status >= 400 && status < 500) {
     return { status, code: status === 404 ? 'ERR_NOT_FOUND' : 'ERR_BAD_REQUEST', message: `request refused (${code || status})`, internal: false };
   }
+  if (storeUnreachable(e)) {
+    // Not a bug: Redis is restarting or away. A client that sees 503 knows to retry; logged
+    // (internal) so the operator sees which request met the outage.
+    return { status: 503, code: 'ERR_UNAVAILABLE', message: 'the store (Redis) is unreachable; retry in a few seconds', retryAfter: 5, internal: true };
+  }
   return { status: 500, code: 'ERR_INTERNAL', message: 'internal error; the service log has the details', internal: true };
+}
+
+/**
+ * What ioredis throws while it cannot reach Redis: its retries per request ran out, the
+ * connection closed under a command, or a socket error surfaced on the command.
+ */
+function storeUnreachable(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (e.name === 'MaxRetriesPerRequestError') return true;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT') return true;
+  return /^(Connection is closed\.|Stream isn't writeable)/.test(e.message);
 }
 
 /** The response body of an error: `{"error": {"code", "message", ...extra}}`. */
