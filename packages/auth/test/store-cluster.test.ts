@@ -1,51 +1,19 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hasTool, redisProcessesUnder, run, runOk, startRedis, tempDir, type RedisHandle } from '@portcullis/harness';
+import { hasTool, redisProcessesUnder, runOk, startRedisCluster, tempDir } from '@portcullis/harness';
 import type { Cluster } from 'ioredis';
 import * as keys from '../src/store/keys.js';
 import { connectRedis } from '@portcullis/store';
 
 const skip = (!hasTool('redis-server') || !hasTool('redis-cli')) && 'redis-server and redis-cli are needed';
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Three masters, no replicas, all slots assigned by `redis-cli --cluster create`. */
-async function startCluster(dir: string): Promise<RedisHandle[]> {
-  const nodes: RedisHandle[] = [];
-  for (let i = 0; i < 3; i++) {
-    const d = `${dir}/node${i}`;
-    await runOk('mkdir', ['-p', d]);
-    nodes.push(
-      await startRedis({
-        dir: d,
-        extraConfig: ['cluster-enabled yes', 'cluster-config-file nodes.conf', 'cluster-node-timeout 2000'],
-      }),
-    );
-  }
-  const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
-  await runOk('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes']);
-  const deadline = Date.now() + 20_000;
-  for (const n of nodes) {
-    for (;;) {
-      const info = await run('redis-cli', ['-p', String(n.port), 'cluster', 'info']);
-      if (/cluster_state:ok/.test(info.stdout)) break;
-      if (Date.now() > deadline) throw new Error(`cluster not ok on ${n.port}:\n${info.stdout}`);
-      await sleep(100);
-    }
-  }
-  return nodes;
-}
-
 test('a real Redis Cluster: slots as Redis computes them, one-slot MULTI per group, CROSSSLOT across', { skip, timeout: 90_000 }, async (t) => {
   const tmp = tempDir();
   t.after(() => tmp.remove());
-  const nodes = await startCluster(tmp.path);
-  t.after(async () => {
-    await Promise.all(nodes.map((n) => n.stop()));
-  });
-  const first = nodes[0];
+  // Three masters, no replicas: slots and transactions, not failover (test/e2e/redis-ha.test.ts).
+  const cluster = await startRedisCluster({ dir: tmp.path, masters: 3, replicasPerMaster: 0 });
+  t.after(() => cluster.stop());
+  const first = cluster.nodes[0];
   assert.ok(first?.port !== undefined);
 
   const H = keys.secretDigest('a login session token');
@@ -99,6 +67,6 @@ test('a real Redis Cluster: slots as Redis computes them, one-slot MULTI per gro
   assert.equal(await got, 'lock:1');
 
   await conn.close();
-  await Promise.all(nodes.map((n) => n.stop()));
+  await cluster.stop();
   assert.deepEqual(redisProcessesUnder(tmp.path), []);
 });

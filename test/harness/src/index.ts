@@ -3,3 +3,4 @@ export * from './sshd.js';
 export * from './ssh.js';
 export * from './redis.js';
 export * from './oidc-provider.js';
+export * from './redis-topology.js';
