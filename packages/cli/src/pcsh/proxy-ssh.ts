@@ -71,12 +71,25 @@ export interface ProxyConnection {
   readonly address: ProxyAddress;
 }
 
-/** An authenticated SSH connection to the proxy as the profile's user. */
-export async function connectProxy(opts: { profile?: string; proxy?: string }): Promise<ProxyConnection> {
+/**
+ * What every connection to the proxy presents, read once: the certificate (minted first when
+ * it is about to expire), the key behind it, the host CAs the proxy must prove itself with,
+ * and where the proxy is. `pcsh bench` dials thousands of connections with one of these.
+ */
+export interface ProxyIdentity {
+  readonly cert: EnsuredCertificate;
+  readonly address: ProxyAddress;
+  /** The user's own name: what a jump hop logs in as. */
+  readonly user: string;
+  readonly hostCAs: readonly PublicKey[];
+  readonly identity: ReturnType<typeof certificateIdentity>;
+}
+
+export async function proxyIdentity(opts: { profile?: string; proxy?: string }): Promise<ProxyIdentity> {
   const cert = await ensureCertificate(opts.profile === undefined ? {} : { profile: opts.profile });
   const address = proxyAddressFor(cert.profile, opts.proxy);
-  const cas = hostAuthorities(cert.knownHostsPath);
-  if (cas.length === 0) throw new CliError('ERR_CONFIG', `no host CA in ${cert.knownHostsPath}; run pcsh login again`);
+  const hostCAs = hostAuthorities(cert.knownHostsPath);
+  if (hostCAs.length === 0) throw new CliError('ERR_CONFIG', `no host CA in ${cert.knownHostsPath}; run pcsh login again`);
   let identity;
   try {
     const key = parsePrivateKey(readFileSync(cert.privateKeyPath, 'utf8')).key;
@@ -86,16 +99,26 @@ export async function connectProxy(opts: { profile?: string; proxy?: string }): 
   }
   // The outer connection is a jump hop: the proxy wants the user's own name there.
   const user = cert.certificate.keyId.split(/\s+/)[0] ?? cert.profile.user ?? '';
+  return { cert, address, user, hostCAs, identity };
+}
+
+/**
+ * One authenticated SSH connection to the proxy. `username` defaults to the user's own name (a
+ * jump hop); `login%host` makes it a connection to that host.
+ */
+export function dialProxy(id: ProxyIdentity, o: { username?: string; readyTimeoutMs?: number } = {}): Promise<ssh2.Client> {
+  const { address } = id;
+  const username = o.username ?? id.user;
   const verifier = hostCertificateVerifier({
-    trustedHostCAs: cas,
+    trustedHostCAs: id.hostCAs,
     hostname: address.host,
     now: () => BigInt(Math.floor(Date.now() / 1000)),
     crypto: nodeCrypto,
   });
   const where = `${address.host}:${address.port}`;
   const client = new ssh2.Client();
-  return new Promise<ProxyConnection>((resolve, reject) => {
-    client.once('ready', () => resolve({ client, cert, address }));
+  return new Promise<ssh2.Client>((resolve, reject) => {
+    client.once('ready', () => resolve(client));
     client.once('error', (e: Error & { level?: string }) => {
       const v = verifier.verdict;
       if (v !== undefined && !v.accepted) reject(new CliError('ERR_REFUSED', `the proxy at ${where} is not trusted: ${v.reason.replace(/^proxy: /, '')}`));
@@ -106,15 +129,21 @@ export async function connectProxy(opts: { profile?: string; proxy?: string }): 
     client.connect({
       host: address.host,
       port: address.port,
-      username: user,
+      username,
       // ssh2 drops a non-string privateKey option; the certificate identity goes through the handler.
-      authHandler: [{ type: 'publickey', username: user, key: identity }] as unknown as ssh2.AuthenticationType[],
+      authHandler: [{ type: 'publickey', username, key: id.identity }] as unknown as ssh2.AuthenticationType[],
       hostVerifier: verifier,
       algorithms: { serverHostKey: HOST_CERTIFICATE_ALGORITHMS as ssh2.ServerHostKeyAlgorithm[] },
-      readyTimeout: 15_000,
+      readyTimeout: o.readyTimeoutMs ?? 15_000,
       keepaliveInterval: 15_000,
     });
   });
+}
+
+/** An authenticated SSH connection to the proxy as the profile's user. */
+export async function connectProxy(opts: { profile?: string; proxy?: string }): Promise<ProxyConnection> {
+  const id = await proxyIdentity(opts);
+  return { client: await dialProxy(id), cert: id.cert, address: id.address };
 }
 
 /** Pipes stdin/stdout through a direct-tcpip channel to host:port until either side ends. */

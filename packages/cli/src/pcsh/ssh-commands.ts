@@ -60,6 +60,26 @@ export function addSshCommands(program: Command): void {
     'pcsh scp -r root@web01:/var/log/app ./logs',
   );
 
+  withExamples(
+    program
+      .command('bench')
+      .description('load test: open sessions through the proxy at a fixed rate (open loop) and report latency percentiles and failures')
+      .argument('<destination>', '[login@]host')
+      .argument('[command...]', 'the remote command each session runs (default: true)')
+      .option('--rate <n>', 'sessions started per second, however slow earlier ones are', '10')
+      .option('--duration <d>', 'how long to keep starting sessions (30s, 5m)', '30s')
+      .option('--interactive', 'a pty shell that runs the command and exits, instead of exec')
+      .option('--concurrency-limit <n>', 'at most this many sessions at once; the wait for a slot counts as latency')
+      .option('--json', 'print the report as JSON')
+      .option(...PROXY_FLAG)
+      .action(async (destination: string, command: string[], _o, cmd: Command) => {
+        const { bench } = await import('./bench/command.js');
+        await bench(cmd.optsWithGlobals(), destination, command);
+      }),
+    'pcsh bench --rate 20 --duration 1m root@web01 uptime',
+    'pcsh bench --interactive --json web01 "ls /" | jq .total.p99',
+  );
+
   const proxy = program.command('proxy').description('the tunnel stock OpenSSH uses (ProxyCommand)');
   withExamples(
     proxy
