@@ -3,9 +3,11 @@
 // a busy interactive session takes. Real ssh, sftp, sshd and redis-server; the proxy and its
 // recorders run in this process, as they do in production. Redis runs with AOF everysec.
 // Run: npm run bench:recording   (BENCH_GIB=1 BENCH_ROUNDS=2 BENCH_HOURS=1; BENCH_PARTS=transfer,absorb,memory
-// and BENCH_TRANSFERS=download,upload,sftp pick what runs)
+// and BENCH_TRANSFERS=download,upload,sftp pick what runs; BENCH_PROFILE=<dir> writes a V8 CPU
+// profile of each transfer run there and prints where the time went, recorded and not)
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, truncateSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { generateKey, keySigner } from '@portcullis/cert-core';
@@ -16,6 +18,7 @@ import { Recorder, RecordingCounters, indexKeys, recordingKeys } from '@portcull
 import { NO_TAP, localSignatureService, startSessionRecording } from '../packages/proxy/src/index.js';
 import { access, startFixture } from '../packages/proxy/test/support/fixture.js';
 import type { Fixture, Identity } from '../packages/proxy/test/support/fixture.js';
+import { formatProfile, summarizeProfile } from './lib/cpuprofile.js';
 import { busyInteractiveSession, type ProfileTotals } from './lib/interactive-profile.js';
 import { fmt, median } from './lib/measure.js';
 import type { Row } from './lib/measure.js';
@@ -26,6 +29,7 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 2);
 const HOURS = Number(process.env['BENCH_HOURS'] ?? 1);
 const PARTS = (process.env['BENCH_PARTS'] ?? 'transfer,absorb,memory').split(',');
 const TRANSFERS = (process.env['BENCH_TRANSFERS'] ?? 'download,upload,sftp').split(',');
+const PROFILE_DIR = process.env['BENCH_PROFILE'];
 const MiB = 1024 * 1024;
 
 function connect(url: string): Redis {
@@ -63,6 +67,28 @@ async function dropRecording(redis: Redis, id: string): Promise<void> {
 
 // ------------------------------------------------------------------------------------------
 // 1. Throughput through the proxy
+
+/**
+ * Runs `fn` under the V8 CPU profiler when BENCH_PROFILE is set (the proxy runs in this process,
+ * so this is the proxy's profile, plus the benchmark's own idle waiting), and prints the summary.
+ */
+async function profiled(name: string, fn: () => Promise<void>): Promise<void> {
+  if (PROFILE_DIR === undefined) return fn();
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    await fn();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    const path = `${PROFILE_DIR}/${name}.cpuprofile`;
+    writeFileSync(path, JSON.stringify(profile));
+    process.stderr.write(`\n## ${name} (${path})\n${formatProfile(summarizeProfile(path, 30))}\n`);
+  }
+}
 
 interface TransferCase {
   readonly key: string;
@@ -152,7 +178,7 @@ async function transferBench(dir: TempDir, server: RedisHandle): Promise<Transfe
           const rcpu0 = await redisCpuSeconds(inspect);
           const cpu0 = process.cpuUsage();
           const t0 = performance.now();
-          await c.run(f, alice);
+          await profiled(`${c.key}-${mode ? 'recorded' : 'plain'}-${round}`, () => c.run(f, alice));
           const s = (performance.now() - t0) / 1000;
           if (!mode) {
             const u = process.cpuUsage(cpu0);
