@@ -30,7 +30,8 @@ export interface BenchSystem {
   readonly userCert: Certificate;
   /** ssh_config naming `target`, `bastion` and `proxy`, with identity, CA trust and cipher. */
   readonly sshConfig: string;
-  startProxy(): Promise<ProxyProcess>;
+  /** A proxy child on the port `sshConfig` names, or on `listenPort` (0: any free one) for a second proxy. */
+  startProxy(o?: { readonly listenPort?: number }): Promise<ProxyProcess>;
   stop(): Promise<void>;
 }
 
@@ -185,8 +186,13 @@ export async function startBenchSystem(): Promise<BenchSystem> {
       userKey,
       userCert,
       sshConfig,
-      startProxy: async () => {
-        const p = await spawnProxy(childConfigPath);
+      startProxy: async (o = {}) => {
+        let path = childConfigPath;
+        if (o.listenPort !== undefined) {
+          path = dir.file(`proxy-child-${o.listenPort}-${Date.now()}.json`);
+          writeFileSync(path, JSON.stringify({ ...childConfig, listenPort: o.listenPort }), { mode: 0o600 });
+        }
+        const p = await spawnProxy(path);
         // Whatever happens to the benchmark, no proxy outlives it.
         stops.push(() => p.stop());
         return p;
