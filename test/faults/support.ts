@@ -179,8 +179,9 @@ export function sshdListenerPid(configPath: string): number {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (!readlinkSync(`/proc/${entry}/exe`).includes('sshd')) continue;
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv.includes('-D') && argv.includes(configPath)) return Number(entry);
+      // sshd rewrites its argv as a process title (`sshd: /usr/sbin/sshd -D -e -f PATH [listener] ...`).
+      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      if (/\[listener\]| -D /.test(title) && title.includes(` -f ${configPath}`)) return Number(entry);
     } catch {
       // Gone, or not ours to read.
     }

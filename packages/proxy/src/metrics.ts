@@ -26,7 +26,7 @@ export const CERT_AUTH_RESULTS = [
 ] as const;
 export type CertAuthResult = (typeof CERT_AUTH_RESULTS)[number];
 
-export const TERMINATION_REASONS = ['lock', 'revocation', 'idle', 'shutdown', 'recording'] as const;
+export const TERMINATION_REASONS = ['lock', 'revocation', 'idle', 'shutdown', 'recording', 'target_lost'] as const;
 export type TerminationReason = (typeof TERMINATION_REASONS)[number];
 
 export const CHANNEL_KINDS = ['session', 'direct-tcpip', 'forwarded-tcpip', 'tcpip-forward', 'x11', 'agent', 'pty', 'env', 'other'] as const;

@@ -86,7 +86,7 @@ export class Relay {
         this.#upstreamClient = up.client;
         this.#identity = { ...this.#identity, host: up.target.name };
         up.client.on('error', (e: Error) => this.deps.log('info', `${this.#who()}: target connection error: ${e.message}`));
-        up.client.once('close', () => this.end(`connection to ${JSON.stringify(up.target.name)} closed`));
+        up.client.once('close', () => this.#upstreamClosed(up.target.name));
         if (this.#ended) {
           up.client.end();
           return;
@@ -241,6 +241,22 @@ export class Relay {
     const gone = new Promise<void>((resolve) => this.client.once('close', () => resolve()));
     await Promise.race([gone, new Promise((r) => setTimeout(r, 1_000).unref())]);
     this.end(this.#endReason);
+  }
+
+  /**
+   * The target's connection closed. After the user's channels are done that is the normal end;
+   * while one is open the target went away under it (its sshd killed or crashed, the host
+   * rebooted), and the user is told so rather than getting a bare disconnect.
+   */
+  #upstreamClosed(name: string): void {
+    const host = JSON.stringify(name);
+    if (this.#ended || this.#terminating) return;
+    if (this.#live.size === 0) {
+      this.end(`connection to ${host} closed`);
+      return;
+    }
+    this.deps.log('warn', `${this.#who()}: the target closed the connection with ${this.#live.size} channel(s) open`);
+    void this.terminate('target_lost', `the connection to ${host} was lost: the target closed it while the session was open (its sshd was killed, crashed or restarted); there is no exit status`);
   }
 
   /** Tears everything down once; the end of the connection is audited and given to the tap. */
