@@ -4,7 +4,8 @@
 // memory are its own), and one user with a key and certificate from auth.
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuthClient, AuthService, parseAuthConfig } from '@portcullis/auth';
 import type { ApiResponse, RequestOptions } from '@portcullis/auth';
@@ -135,6 +136,12 @@ export async function startBenchSystem(): Promise<BenchSystem> {
       'mint',
     );
     const userCert = parseCertificateText(minted.certificate).cert;
+    // The anchors (ssh straight to the target, ssh -J through the OpenSSH bastion) log in with the
+    // user's own certificate, so those two sshd trust the user CA too: /v1/join gives a target the
+    // upstream CA (the proxy's certificates) only. sshd reads the file at each login.
+    for (const name of ['web01.bench.test', 'jump.bench.test']) {
+      appendFileSync(join(dir.file(name), 'trusted_user_ca_keys'), `${formatPublicKey(userCert.signatureKey)} bench-user-ca\n`);
+    }
     const identity = dir.file('id_bench');
     writeFileSync(identity, formatPrivateKey(userKey, { crypto: nodeCrypto }), { mode: 0o600 });
     writeFileSync(`${identity}-cert.pub`, `${formatCertificate(userCert)}\n`);
