@@ -162,6 +162,12 @@ expect_ok() { # what
 json_values() {
   grep -o -E "\"$1\":\"([$SAFE]|\\\\n)*\"" "$BODY" | sed -e "s/^\"$1\":\"//" -e 's/"$//' || true
 }
+json_text_in() { # OBJECT KEY OUT-FILE: "OBJECT":{"KEY":"..." (KEY its first field), \n escapes as newlines
+  local v
+  v=$(grep -o -E "\"$1\":\\{\"$2\":\"([$SAFE]|\\\\n)*\"" "$BODY" | head -n 1 | sed -e "s/^\"$1\":{\"$2\":\"//" -e 's/"$//' || true)
+  [ -n "$v" ] || die "auth's answer has no usable \"$1.$2\"" $E_REFUSED
+  printf '%s' "$v" | sed 's/\\n/\n/g' >"$3"
+}
 json_text() { # KEY OUT-FILE: the first such value with its \n escapes as newlines
   local v
   v=$(json_values "$1" | head -n 1)
@@ -588,11 +594,13 @@ cmd_krl_refresh() {
   ETAG='' CHANGED=() BACKUPS=()
   api GET /v1/ca
   expect_ok "fetching the CA keys"
-  # The user CA keys: the first authorized_keys value in the answer (user comes before host).
-  json_text authorized_keys "$WORK/user_ca.pub"
-  check_key_file "$WORK/user_ca.pub" user.authorized_keys
+  # The upstream CA keys (the CA of the certificates the proxy dials with), never the user CA's:
+  # a host trusting the user CA could be reached around the proxy. auth writes authorized_keys
+  # as the upstream object's first field.
+  json_text_in upstream authorized_keys "$WORK/user_ca.pub"
+  check_key_file "$WORK/user_ca.pub" upstream.authorized_keys
   put_file "$P_USER_CA" 0644 "$WORK/user_ca.pub"
-  if [ ${#CHANGED[@]} -gt 0 ]; then say "user CA keys updated: $P_USER_CA"; fi
+  if [ ${#CHANGED[@]} -gt 0 ]; then say "trusted (upstream) CA keys updated: $P_USER_CA"; fi
 }
 
 # --- arguments -------------------------------------------------------------------------------

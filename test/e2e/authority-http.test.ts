@@ -5,7 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { generateKey, parseCertificateText, publicPart } from '@portcullis/cert-core';
+import { fingerprintSha256, generateKey, parseCertificateText, publicPart } from '@portcullis/cert-core';
+import type { PublicKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { isProxyError } from '@portcullis/proxy';
 import type { AuthorityNotice } from '@portcullis/proxy';
@@ -18,6 +19,8 @@ const skip = ['redis-server', 'ssh-keygen'].find((t) => !hasTool(t));
 describe('HttpAuthority against auth', { skip: skip === undefined ? false : `needs ${skip}` }, () => {
   let sys: System;
   const key = () => publicPart(generateKey(nodeCrypto, 'ssh-ed25519'));
+  // The certificate a client authenticated to the proxy with, as the proxy names it to auth.
+  const clientOf = (user: string, k: PublicKey = key(), serial = 1n) => ({ serial, keyId: `${user} req=e2e`, fingerprint: fingerprintSha256(nodeCrypto, k) });
 
   before(async () => {
     sys = await startSystem();
@@ -83,16 +86,32 @@ describe('HttpAuthority against auth', { skip: skip === undefined ? false : `nee
 
   it('mints upstream certificates for exactly the login, refuses what the roles do not allow', async () => {
     const pub = key();
-    const issued = await sys.authority.upstreamCertificate({ user: 'alice', login: 'root', host: 'web01', publicKey: pub, requestId: 'sess-1' });
+    const issued = await sys.authority.upstreamCertificate({ user: 'alice', login: 'root', host: 'web01', publicKey: pub, requestId: 'sess-1', client: clientOf('alice') });
     const { cert } = parseCertificateText(issued.certificate);
     assert.deepEqual(cert.principals, ['root']);
     assert.match(cert.keyId, /^alice req=\S+ via=bastion\.example\.test$/);
     assert.ok(cert.validBefore - BigInt(Math.floor(Date.now() / 1000)) <= 61n);
     assert.equal(issued.serial, cert.serial);
-    await assert.rejects(sys.authority.upstreamCertificate({ user: 'alice', login: 'ubuntu', host: 'web01', publicKey: pub, requestId: 's' }), (e) => isProxyError(e, 'ERR_ACCESS_DENIED'));
+    await assert.rejects(sys.authority.upstreamCertificate({ user: 'alice', login: 'ubuntu', host: 'web01', publicKey: pub, requestId: 's', client: clientOf('alice') }), (e) => isProxyError(e, 'ERR_ACCESS_DENIED'));
     // bob's role reaches env=test hosts only.
-    await assert.rejects(sys.authority.upstreamCertificate({ user: 'bob', login: 'root', host: 'db.eu.example.test', publicKey: pub, requestId: 's' }), (e) => isProxyError(e, 'ERR_ACCESS_DENIED'));
-    await assert.rejects(sys.authority.upstreamCertificate({ user: 'alice', login: 'root', host: 'nope', publicKey: pub, requestId: 's' }), (e) => isProxyError(e, 'ERR_HOST_NOT_FOUND'));
+    await assert.rejects(sys.authority.upstreamCertificate({ user: 'bob', login: 'root', host: 'db.eu.example.test', publicKey: pub, requestId: 's', client: clientOf('bob') }), (e) => isProxyError(e, 'ERR_ACCESS_DENIED'));
+    await assert.rejects(sys.authority.upstreamCertificate({ user: 'alice', login: 'root', host: 'nope', publicKey: pub, requestId: 's', client: clientOf('alice') }), (e) => isProxyError(e, 'ERR_HOST_NOT_FOUND'));
+  });
+
+  it("refuses a revoked client certificate at once, in the access check and for an upstream certificate", async () => {
+    const userKey = key();
+    const client = clientOf('alice', userKey, 987654321n);
+    assert.equal((await sys.authority.access('alice', client)).user, 'alice');
+    await sys.admin('POST', '/v1/admin/revoke', { serial: '987654321', reason: 'test' });
+    // No wait for a KRL poll: auth itself refuses the certificate the proxy names.
+    await assert.rejects(sys.authority.access('alice', client), (e) => isProxyError(e, 'ERR_ACCESS_DENIED') && /revoked \(serial:987654321\)/.test(e.message));
+    await assert.rejects(
+      sys.authority.upstreamCertificate({ user: 'alice', login: 'root', host: 'web01', publicKey: key(), requestId: 's', client }),
+      (e) => isProxyError(e, 'ERR_ACCESS_DENIED') && /revoked/.test(e.message),
+    );
+    // Another certificate of hers is not concerned; one that names another user is refused.
+    assert.equal((await sys.authority.access('alice', clientOf('alice'))).user, 'alice');
+    await assert.rejects(sys.authority.access('alice', clientOf('bob')), (e) => isProxyError(e, 'ERR_ACCESS_DENIED') && /"bob"'s, not "alice"'s/.test(e.message));
   });
 
   it('mints jump host certificates naming the host as typed and its inventory name', async () => {

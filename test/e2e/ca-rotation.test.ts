@@ -1,9 +1,10 @@
 // CA rotation through the real proxy: auth, redis-server, the proxy (which checks client
 // certificates against the user CAs it reads from auth, and logs in to the target with
-// certificates auth signs) and an sshd target whose TrustedUserCAKeys file is refreshed from
-// GET /v1/ca as a host's krl-refresh does. A freshly minted certificate gets through the proxy
-// after every phase of a user CA rotation; a host CA rotation cannot be completed while the proxy
-// or a target still presents a certificate of the old host CA.
+// certificates the upstream CA signs) and an sshd target whose TrustedUserCAKeys file is
+// refreshed from GET /v1/ca as a host's krl-refresh does. A freshly minted certificate gets
+// through the proxy after every phase of a user CA rotation (the target is not concerned) and of
+// an upstream CA rotation (the target learns the new key first); a host CA rotation cannot be
+// completed while the proxy or a target still presents a certificate of the old host CA.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -21,12 +22,12 @@ describe('CA rotation through the proxy', { skip }, () => {
   let sys: System;
   let alice: UserHandle;
 
-  /** What the target's krl-refresh does for the user CA, then time for the proxy's CA cache. */
+  /** What the target's krl-refresh does (it trusts the upstream CA), then time for the proxy's CA cache. */
   const refresh = async (): Promise<number> => {
-    const ca = await sys.api<{ user: { authorized_keys: string } }>('GET', '/v1/ca');
-    writeFileSync(join(sys.dir.file('web01.example.test'), 'trusted_user_ca_keys'), ca.body.user.authorized_keys);
+    const ca = await sys.api<{ upstream: { authorized_keys: string } }>('GET', '/v1/ca');
+    writeFileSync(join(sys.dir.file('web01.example.test'), 'trusted_user_ca_keys'), ca.body.upstream.authorized_keys);
     await sleep(CA_CACHE_MS + 50);
-    return ca.body.user.authorized_keys.trim().split('\n').length;
+    return ca.body.upstream.authorized_keys.trim().split('\n').length;
   };
   const loginThroughProxy = async (what: string): Promise<void> => {
     const id = await alice.mint();
@@ -36,7 +37,7 @@ describe('CA rotation through the proxy', { skip }, () => {
     assert.equal(r.code, 0, `${what}: ${r.stderr}\n${why()}`);
     assert.equal(r.stdout.trim(), 'through');
   };
-  const rotate = (kind: 'user' | 'host', body: Record<string, unknown>) => sys.api<{ phase: string; hosts_on_old_ca?: string[] }>('POST', `/v1/admin/ca/${kind}/rotation`, { token: sys.adminToken, json: body });
+  const rotate = (kind: 'user' | 'upstream' | 'host', body: Record<string, unknown>) => sys.api<{ phase: string; hosts_on_old_ca?: string[] }>('POST', `/v1/admin/ca/${kind}/rotation`, { token: sys.adminToken, json: body });
 
   before(async () => {
     sys = await startSystem({ proxy: { timeouts: { caCacheMs: CA_CACHE_MS } } });
@@ -47,18 +48,29 @@ describe('CA rotation through the proxy', { skip }, () => {
     await sys?.stop();
   });
 
-  it('user CA: every phase, refreshed target and proxy, a new login each time', async () => {
+  it('user CA: every phase, the proxy follows, the target is not concerned, a new login each time', async () => {
     await loginThroughProxy('before');
     const early = await alice.mint();
     for (const phase of ['init', 'update_clients', 'update_servers', 'standby'] as const) {
       const r = await rotate('user', { phase });
       assert.equal(r.status, 200, JSON.stringify(r.body));
-      await loginThroughProxy(`${phase}, before the refresh`);
-      const lines = await refresh();
-      assert.equal(lines, phase === 'standby' ? 1 : 2, phase);
+      // Targets never trust the user CA: their file keeps one upstream key throughout.
+      assert.equal(await refresh(), 1, phase);
       await loginThroughProxy(phase);
-      // A certificate of the old CA works until the old CA is dropped.
-      if (phase !== 'standby') assert.equal((await sys.ssh({ user: 'root%web01', as: early, command: 'true' })).code, 0, phase);
+      // A certificate of the old CA works until the old CA is dropped, and is refused after.
+      assert.equal((await sys.ssh({ user: 'root%web01', as: early, command: 'true' })).code, phase === 'standby' ? 255 : 0, phase);
+    }
+  });
+
+  it('upstream CA: every phase, refreshed target, a new login each time', async () => {
+    for (const phase of ['init', 'update_clients', 'update_servers', 'standby'] as const) {
+      const r = await rotate('upstream', { phase });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      // Before update_clients the old key still signs, so a target that has not refreshed works;
+      // from update_clients on the target must have refreshed in init (it has, below).
+      await loginThroughProxy(`upstream ${phase}, before the refresh`);
+      assert.equal(await refresh(), phase === 'standby' ? 1 : 2, phase);
+      await loginThroughProxy(`upstream ${phase}`);
     }
   });
 

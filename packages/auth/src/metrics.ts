@@ -7,7 +7,7 @@ import type { AuthErrorCode } from './errors.js';
  * user and let any caller grow the registry without bound.
  */
 
-export const CERTIFICATE_KINDS = ['user', 'host'] as const;
+export const CERTIFICATE_KINDS = ['user', 'upstream', 'host'] as const;
 export type CertificateKind = (typeof CERTIFICATE_KINDS)[number];
 
 /** Why a certificate was not issued; `ssh_ca_issuance_failures_total{reason}` takes only these. */
@@ -169,7 +169,7 @@ export function createAuthMetrics(options: AuthMetricsOptions = {}): AuthMetrics
     registry,
     contentType: registry.contentType,
     certificateIssued(kind) {
-      if (!CERTIFICATE_KINDS.includes(kind)) throw new TypeError(`metrics: "kind" expected user or host, got ${JSON.stringify(kind)}`);
+      if (!CERTIFICATE_KINDS.includes(kind)) throw new TypeError(`metrics: "kind" expected user, upstream or host, got ${JSON.stringify(kind)}`);
       issued.inc({ kind });
     },
     issuanceFailed(reason) {

@@ -8,6 +8,7 @@ import { AuditLog } from './audit/log.js';
 import { jsonLinesSink, openJsonLinesFile, redisStreamSink, type AuditSink } from './audit/sinks.js';
 import { SYSTEM_ACTOR } from './audit/event.js';
 import { CaKeystore } from './ca/keystore.js';
+import type { CaKind } from './ca/keystore.js';
 import { RotationService } from './ca/rotation.js';
 import { closeTokenSigners, openTokenSigners } from './ca/pkcs11-config.js';
 import type { Pkcs11Signer } from './ca/pkcs11.js';
@@ -77,7 +78,7 @@ export class AuthService {
   #metrics: AuthMetrics | undefined;
   #keystore: CaKeystore | undefined;
   #rotationTimer: NodeJS.Timeout | undefined;
-  #tokenSigners: Partial<Record<'user' | 'host', Pkcs11Signer>> = {};
+  #tokenSigners: Partial<Record<CaKind, Pkcs11Signer>> = {};
   #ctx: ApiContext | undefined;
   #info: AuthServiceInfo | undefined;
   #publicUrl: string | undefined;
@@ -154,6 +155,7 @@ export class AuthService {
       crypto,
       tokenSigners,
       user: { algorithm: c.ca.user.algorithm, ...(c.ca.user.rsa_bits === undefined ? {} : { rsaBits: c.ca.user.rsa_bits }) },
+      upstream: { algorithm: c.ca.upstream.algorithm, ...(c.ca.upstream.rsa_bits === undefined ? {} : { rsaBits: c.ca.upstream.rsa_bits }) },
       host: { algorithm: c.ca.host.algorithm, ...(c.ca.host.rsa_bits === undefined ? {} : { rsaBits: c.ca.host.rsa_bits }) },
       ...(c.caPassphrase === undefined ? {} : { passphrase: c.caPassphrase }),
       now: this.#clock,
@@ -183,7 +185,7 @@ export class AuthService {
       if (this.#publicUrl === undefined) throw new Error('auth: public URL asked for before the server listens');
       return this.#publicUrl;
     };
-    const signing = { redis, crypto, signer: (kind: 'user' | 'host') => keystore.signer(kind), audit: auditLog, metrics };
+    const signing = { redis, crypto, signer: (kind: CaKind) => keystore.signer(kind), audit: auditLog, metrics };
     const issuer: IssuerDeps = { ...signing, users, roles, clock: this.#clock };
     const enrollment: EnrollmentDeps = {
       ...signing,
@@ -197,7 +199,11 @@ export class AuthService {
     const revocation: RevocationDeps = {
       redis,
       crypto,
-      trust: () => ({ user: keystore.keys('user').map((k) => k.publicKey), host: keystore.keys('host').map((k) => k.publicKey) }),
+      trust: () => ({
+        user: keystore.keys('user').map((k) => k.publicKey),
+        upstream: keystore.keys('upstream').map((k) => k.publicKey),
+        host: keystore.keys('host').map((k) => k.publicKey),
+      }),
       onKrl: (krl) => metrics.setRevokedCertificates(krl.entries),
       audit: auditLog,
     };
@@ -238,7 +244,7 @@ export class AuthService {
     this.#publicUrl = c.public_url ?? `https://${listenUrlHost(c.listen.host)}:${port}`;
 
     const bootstrapInvite = await this.#bootstrapAdmin(users, ctx);
-    await auditLog.emit('service.started', SYSTEM_ACTOR, { url: this.#publicUrl, tlsFingerprint: tls.fingerprint, userCa: keystore.active('user').fingerprint, hostCa: keystore.active('host').fingerprint });
+    await auditLog.emit('service.started', SYSTEM_ACTOR, { url: this.#publicUrl, tlsFingerprint: tls.fingerprint, userCa: keystore.active('user').fingerprint, upstreamCa: keystore.active('upstream').fingerprint, hostCa: keystore.active('host').fingerprint });
     log(`auth: listening on ${this.#publicUrl} (TLS certificate SHA-256 ${tls.fingerprint}; public key pin ${tls.spkiPin})`);
     this.#info = {
       url: this.#publicUrl,
@@ -307,7 +313,7 @@ export class AuthService {
     }
     try {
       const ks = this.#keystore!;
-      checks['ca'] = `ok (user ${ks.active('user').id}, host ${ks.active('host').id})`;
+      checks['ca'] = `ok (user ${ks.active('user').id}, upstream ${ks.active('upstream').id}, host ${ks.active('host').id})`;
     } catch (e) {
       checks['ca'] = `not loaded: ${(e as Error).message}`;
     }

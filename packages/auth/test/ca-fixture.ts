@@ -67,7 +67,11 @@ export async function caFixture(options: { readonly aof?: boolean } = {}): Promi
       audit,
       metrics,
     }),
-    trust: () => ({ user: fx.keystore.keys('user').map((k) => k.publicKey), host: fx.keystore.keys('host').map((k) => k.publicKey) }),
+    trust: () => ({
+      user: fx.keystore.keys('user').map((k) => k.publicKey),
+      upstream: fx.keystore.keys('upstream').map((k) => k.publicKey),
+      host: fx.keystore.keys('host').map((k) => k.publicKey),
+    }),
     addUser(name, roles, change = {}) {
       users.set(name, { name, kind: 'local', roles, status: 'active', createdAt: 0, updatedAt: 0, claims: {}, ...change });
     },

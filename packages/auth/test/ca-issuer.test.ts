@@ -49,7 +49,7 @@ spec:
     fx.addUser('alice', ['admin']);
     fx.addUser('mallory', ['strict']);
     identity = await sshKeygen(fx.dir, 'id_alice');
-    sshd = await startSshd({ dir: fx.dir.path, trustedUserCAKeys: fx.keystore.trustedUserCaKeys() });
+    sshd = await startSshd({ dir: fx.dir.path, trustedUserCAKeys: fx.keystore.authorizedKeys('user') });
     session = (await createLoginSession(fx.redis, { user: 'alice', method: 'password', mfaVerified: false, ttlSeconds: 3600 }, Date.now())).session;
   });
 

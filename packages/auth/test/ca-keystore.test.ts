@@ -40,8 +40,8 @@ test('first start: directory 0700, key files 0600 in OpenSSH format, public keys
     assert.equal(mode(ks.dir), 0o700);
     assert.equal(mode(join(ks.dir, 'index.json')), 0o600);
     const files = readdirSync(ks.dir).sort();
-    assert.equal(files.length, 5, files.join(' '));
-    for (const kind of ['user', 'host'] as const) {
+    assert.equal(files.length, 7, files.join(' '));
+    for (const kind of ['user', 'upstream', 'host'] as const) {
       const info = ks.active(kind);
       assert.equal(info.publicKey.type, 'ssh-ed25519');
       const path = ks.keyPath(info.id);
@@ -53,9 +53,49 @@ test('first start: directory 0700, key files 0600 in OpenSSH format, public keys
       const fp = await runOk('ssh-keygen', ['-l', '-f', path]);
       assert.match(fp.stdout, new RegExp(info.fingerprint.replace(/[+/]/g, '\\$&')));
     }
-    assert.notEqual(ks.active('user').id, ks.active('host').id);
-    assert.equal(logs.length, 2);
+    assert.equal(new Set(['user', 'upstream', 'host'].map((k) => ks.active(k as 'user').id)).size, 3, 'three distinct keys');
+    assert.equal(logs.length, 3);
     assert.match(logs[0]!, /created user CA [0-9a-f]{16} \(SHA256:/);
+  } finally {
+    dir.remove();
+  }
+});
+
+test('targets trust the upstream CA only: TrustedUserCAKeys never holds a user CA key', () => {
+  const dir = tempDir('portcullis-ca-');
+  try {
+    const ks = CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto });
+    ks.stage('user');
+    const trusted = ks.trustedUserCaKeys();
+    assert.equal(trusted, ks.authorizedKeys('upstream'));
+    assert.match(trusted, /^ssh-ed25519 AAAA\S+ portcullis-upstream-ca-[0-9a-f]{16}\n$/);
+    for (const k of ks.keys('user')) assert.ok(!trusted.includes(k.id) && !ks.authorizedKeys('upstream').includes(k.fingerprint));
+    const userBlobs = ks.keys('user').map((k) => ks.authorizedKeys('user').split('\n').find((l) => l.includes(k.id))!.split(' ')[1]!);
+    for (const b of userBlobs) assert.ok(!trusted.includes(b), 'a user CA key in TrustedUserCAKeys');
+  } finally {
+    dir.remove();
+  }
+});
+
+test('a store made before the upstream CA existed gets one at open, audited, and keeps its user and host keys', () => {
+  const dir = tempDir('portcullis-ca-');
+  try {
+    const first = CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto });
+    const user = first.active('user').id;
+    const host = first.active('host').id;
+    // Make it look like a store of the previous release: no upstream entry in the index.
+    const indexPath = join(first.dir, 'index.json');
+    const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { version: 1; keys: { kind: string }[] };
+    writeFileSync(indexPath, JSON.stringify({ ...index, keys: index.keys.filter((k) => k.kind !== 'upstream') }));
+    const changes: string[] = [];
+    const logs: string[] = [];
+    const ks = CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto, onChange: (c) => changes.push(`${c.event} ${c.action} ${c.kind}`), log: (m) => logs.push(m) });
+    assert.deepEqual(changes, ['ca.created created upstream']);
+    assert.ok(logs.some((l) => /has no upstream CA yet; creating it/.test(l)), logs.join('\n'));
+    assert.equal(ks.active('user').id, user);
+    assert.equal(ks.active('host').id, host);
+    assert.notEqual(ks.active('upstream').id, user);
+    assert.equal(CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto }).active('upstream').id, ks.active('upstream').id, 'written once');
   } finally {
     dir.remove();
   }
@@ -152,6 +192,7 @@ test('no private key material in any string the keystore returns, throws or logs
     const strings: string[] = [
       ...logs,
       ks.trustedUserCaKeys(),
+      ks.authorizedKeys('user'),
       ks.knownHostsLines(),
       ks.knownHostsLines(['*.example.com', '[bastion]:3022']),
       JSON.stringify(ks),
@@ -207,13 +248,13 @@ test('rotation: stage a standby key (trusted, not signing), activate it, retire 
   try {
     const changes: string[] = [];
     const ks = CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto, onChange: (c) => changes.push(`${c.event} ${c.action} ${c.kind}`) });
-    assert.deepEqual(changes, ['ca.created created user', 'ca.created created host']);
+    assert.deepEqual(changes, ['ca.created created user', 'ca.created created upstream', 'ca.created created host']);
     const old = ks.active('user');
     const next = ks.stage('user');
-    assert.deepEqual(changes.slice(2), ['ca.created staged user', 'ca.trust_changed staged user']);
+    assert.deepEqual(changes.slice(3), ['ca.created staged user', 'ca.trust_changed staged user']);
     assert.equal(next.status, 'standby');
-    assert.equal(ks.trustedUserCaKeys().trim().split('\n').length, 2);
-    assert.ok(ks.trustedUserCaKeys().startsWith('ssh-ed25519 '));
+    assert.equal(ks.authorizedKeys('user').trim().split('\n').length, 2);
+    assert.ok(ks.authorizedKeys('user').startsWith('ssh-ed25519 '));
     assert.ok(publicKeysEqual(ks.signer('user').publicKey, old.publicKey));
     // The staged key survives a restart as standby.
     const again = CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto });
@@ -223,7 +264,7 @@ test('rotation: stage a standby key (trusted, not signing), activate it, retire 
     assert.equal(CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto }).active('user').id, next.id);
     assert.throws(() => again.retire(next.id), (e) => isAuthError(e, 'ERR_CONFLICT'));
     again.retire(old.id);
-    assert.equal(again.trustedUserCaKeys().trim().split('\n').length, 1);
+    assert.equal(again.authorizedKeys('user').trim().split('\n').length, 1);
     assert.equal(CaKeystore.open({ stateDir: dir.path, crypto: nodeCrypto }).keys('user').length, 1);
     // Host CA lines: @cert-authority with the patterns given.
     const lines = again.knownHostsLines(['*.example.com']);

@@ -129,7 +129,7 @@ spec:
 
       const sshdDir = fx.dir.file(`sshd-${algorithm}`);
       mkdirSync(sshdDir);
-      const sshd: SshdHandle = await startSshd({ dir: sshdDir, trustedUserCAKeys: fx.keystore.trustedUserCaKeys() });
+      const sshd: SshdHandle = await startSshd({ dir: sshdDir, trustedUserCAKeys: fx.keystore.authorizedKeys('user') });
       try {
         const r = await sshRun({ port: sshd.port, user: 'root', identity: identity.path, certificate: certPath, command: 'whoami' });
         assert.equal(r.code, 0, r.stderr + sshd.log());
@@ -158,7 +158,7 @@ spec:
     writeFileSync(certPath, issued.text + '\n');
     const knownHosts = fx.dir.file('known_hosts_both');
     writeFileSync(knownHosts, fx.keystore.knownHostsLines());
-    const sshd = await startSshd({ dir: sshdDir, trustedUserCAKeys: fx.keystore.trustedUserCaKeys(), hostKey: { privateKeyPath: hostKey.path, certificatePath: `${hostKey.path}-cert.pub` } });
+    const sshd = await startSshd({ dir: sshdDir, trustedUserCAKeys: fx.keystore.authorizedKeys('user'), hostKey: { privateKeyPath: hostKey.path, certificatePath: `${hostKey.path}-cert.pub` } });
     try {
       const r = await sshRun({ port: sshd.port, user: 'root', identity: identity.path, certificate: certPath, knownHosts, command: 'echo connected', options: ['HostKeyAlgorithms=ecdsa-sha2-nistp256-cert-v01@openssh.com'] });
       assert.equal(r.code, 0, r.stderr + sshd.log());

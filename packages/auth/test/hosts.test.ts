@@ -10,7 +10,9 @@ import type { SshdHandle } from '@portcullis/harness';
 import { parseCertificateText } from '@portcullis/cert-core';
 import { isAuthError } from '../src/errors.js';
 import { joinTokenKey, secretDigest } from '../src/store/keys.js';
-import { createLoginSession } from '../src/sessions/login-session.js';
+import { createLoginSession, revokeLoginSession } from '../src/sessions/login-session.js';
+import { revoke } from '../src/revocation/revocations.js';
+import { nodeCrypto } from '@portcullis/cert-core/node';
 import { issueJumpHostCertificate, issueUpstreamCertificate, issueUserCertificate } from '../src/ca/issuer.js';
 import { createJoinToken, deleteJoinToken, peekJoinToken } from '../src/hosts/join-tokens.js';
 import { authenticateProxy, createRenewalChallenge, enrollHost, renewHost, RENEWAL_NAMESPACE } from '../src/hosts/enrollment.js';
@@ -19,9 +21,16 @@ import { currentCertificate, findHost, getHost, listHosts, removeHost } from '..
 import { createLock, removeLock } from '../src/revocation/locks.js';
 import { caFixture, snapshot, sshKeygen } from './ca-fixture.js';
 import type { CaFixture } from './ca-fixture.js';
+import type { IssuedCertificate } from '../src/ca/signing.js';
+import type { ClientCertificateRef } from '../src/ca/client-certificate.js';
 
 const missing = [...['ssh', 'ssh-keygen'].filter((t) => !hasTool(t)), ...(existsSync(SSHD_PATH) ? [] : [SSHD_PATH])];
 const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
+
+/** How the proxy names the certificate a client showed it. */
+function clientRef(c: IssuedCertificate): ClientCertificateRef {
+  return { serial: c.serial, keyId: c.keyId, fingerprint: c.fingerprint };
+}
 
 describe('host enrollment', { skip }, () => {
   let fx: CaFixture;
@@ -98,7 +107,7 @@ spec:
     assert.ok(fx.events.some((e) => e.name === 'token.used'));
   });
 
-  it('stock ssh with only the exported @cert-authority line verifies the enrolled host, and a minted user certificate logs in', async () => {
+  it('stock ssh with only the exported @cert-authority line verifies the enrolled host; the proxy\'s upstream certificate logs in, the user\'s own does not', async () => {
     const ed = enrolled.certificates.find((c) => c.publicKey.startsWith('ssh-ed25519'))!;
     const ec = enrolled.certificates.find((c) => c.publicKey.startsWith('ecdsa'))!;
     writeFileSync(`${hostEd.path}-cert.pub`, ed.certificate + '\n');
@@ -117,6 +126,15 @@ spec:
     const session = (await createLoginSession(fx.redis, { user: 'alice', method: 'password', mfaVerified: false, ttlSeconds: 3600 }, Date.now())).session;
     const cert = await issueUserCertificate(fx.deps(), session, user.publicLine);
     writeFileSync(`${user.path}-cert.pub`, cert.text + '\n');
+    // The enrolled host trusts the upstream CA only: the certificate an engineer holds does not
+    // open it directly (that would skip the proxy's checks and recording).
+    const direct = await sshRun({ port: sshd.port, user: 'root', identity: user.path, certificate: `${user.path}-cert.pub`, knownHosts, command: 'echo connected' });
+    assert.equal(direct.code, 255, direct.stdout);
+    assert.match(direct.stderr, /Permission denied/);
+    // What the proxy dials with for that user (same key here, to keep the fixture small) does.
+    const up = await issueUpstreamCertificate(fx.deps(), { proxy: 'bastion-test', user: 'alice', login: 'root', host: 'web01.example.com', publicKey: user.publicLine, client: clientRef(cert) });
+    assert.equal(up.caFingerprint, fx.keystore.active('upstream').fingerprint);
+    writeFileSync(`${user.path}-cert.pub`, up.text + '\n');
     const r = await sshRun({ port: sshd.port, user: 'root', identity: user.path, certificate: `${user.path}-cert.pub`, knownHosts, command: 'echo connected' });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'connected');
@@ -255,7 +273,10 @@ spec:
     await assert.rejects(authenticateProxy(deps, join.token), (e) => isAuthError(e, 'ERR_UNAUTHENTICATED'));
 
     const connKey = await sshKeygen(fx.dir, 'proxy_conn_key');
-    const up = await issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine, requestId: 'up-1' });
+    const aliceKey = await sshKeygen(fx.dir, 'id_alice_proxy');
+    const aliceSession = (await createLoginSession(fx.redis, { user: 'alice', method: 'password', mfaVerified: false, ttlSeconds: 3600 }, Date.now())).session;
+    const client = clientRef(await issueUserCertificate(fx.deps(), aliceSession, aliceKey.publicLine));
+    const up = await issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine, client, requestId: 'up-1' });
     assert.deepEqual(up.principals, ['root']);
     assert.equal(up.keyId, 'alice req=up-1 via=bastion-1.example.com');
     assert.ok(up.validBefore - up.validAfter <= 120_000);
@@ -267,16 +288,29 @@ spec:
     await sshd.waitForLog(/Accepted publickey for root .* ID alice req=up-1 via=bastion-1\.example\.com/, { since });
 
     // Refusals: a login the roles do not allow, a host outside the labels, an unenrolled host, a host lock.
-    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'ubuntu', host: 'web01', publicKey: connKey.publicLine }), (e) => isAuthError(e, 'ERR_FORBIDDEN'));
-    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'db1.example.com', publicKey: connKey.publicLine }), (e) => isAuthError(e, 'ERR_FORBIDDEN') && /may not log in as "root" on "db1.example.com"/.test(e.message));
-    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'unknown.example.com', publicKey: connKey.publicLine }), (e) => isAuthError(e, 'ERR_NOT_FOUND'));
+    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'ubuntu', host: 'web01', publicKey: connKey.publicLine, client }), (e) => isAuthError(e, 'ERR_FORBIDDEN'));
+    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'db1.example.com', publicKey: connKey.publicLine, client }), (e) => isAuthError(e, 'ERR_FORBIDDEN') && /may not log in as "root" on "db1.example.com"/.test(e.message));
+    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'unknown.example.com', publicKey: connKey.publicLine, client }), (e) => isAuthError(e, 'ERR_NOT_FOUND'));
     const lock = await createLock(fx.redis, { target: { kind: 'host', name: 'web01.example.com' } }, Date.now());
-    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine }), (e) => isAuthError(e, 'ERR_LOCKED'));
+    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine, client }), (e) => isAuthError(e, 'ERR_LOCKED'));
     await assert.rejects(issueJumpHostCertificate(fx.deps(), { proxy: proxy.host, host: 'web01', publicKey: proxyHost.publicLine }), (e) => isAuthError(e, 'ERR_LOCKED'));
     await removeLock(fx.redis, lock.id);
     const loginLock = await createLock(fx.redis, { target: { kind: 'login', name: 'root' } }, Date.now());
-    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine }), (e) => isAuthError(e, 'ERR_LOCKED'));
+    await assert.rejects(issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine, client }), (e) => isAuthError(e, 'ERR_LOCKED'));
     await removeLock(fx.redis, loginLock.id);
+
+    // The client's own certificate is re-checked at this moment, not at the proxy's next KRL
+    // poll: it must be the user's, not revoked, and its login session must still be live.
+    const upstreamFor = (c: ClientCertificateRef) => issueUpstreamCertificate(fx.deps(), { proxy: proxy.host, user: 'alice', login: 'root', host: 'web01', publicKey: connKey.publicLine, client: c });
+    await assert.rejects(upstreamFor({ ...client, keyId: 'mallory req=x' }), (e) => isAuthError(e, 'ERR_FORBIDDEN') && /"mallory"'s, not "alice"'s/.test(e.message));
+    await revoke({ redis: fx.redis, crypto: nodeCrypto, trust: fx.trust }, { target: { by: 'serial', serial: client.serial } }, Date.now());
+    await assert.rejects(upstreamFor(client), (e) => isAuthError(e, 'ERR_FORBIDDEN') && /is revoked \(serial:/.test(e.message));
+    assert.ok(fx.events.some((e) => e.name === 'cert.refused' && e.fields['purpose'] === 'upstream' && e.fields['reason'] === 'revoked_certificate'));
+    const second = clientRef(await issueUserCertificate(fx.deps(), aliceSession, aliceKey.publicLine));
+    await upstreamFor(second);
+    await revokeLoginSession(fx.redis, aliceSession.id);
+    await assert.rejects(upstreamFor(second), (e) => isAuthError(e, 'ERR_FORBIDDEN') && /login session [0-9a-f]{16} .* revoked or has expired/.test(e.message));
+    assert.ok(fx.events.some((e) => e.name === 'cert.refused' && e.fields['purpose'] === 'upstream' && e.fields['reason'] === 'session'));
 
     // The jump-host certificate names the target, for the proxy's own host key, under its
     // inventory name and the short name the client typed (which the client's ssh checks).

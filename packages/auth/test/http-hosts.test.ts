@@ -51,7 +51,7 @@ describe('hosts and the proxy through the HTTP API', () => {
     dir?.remove();
   });
 
-  test('a host joins with a token; stock ssh verifies it with only the @cert-authority line', async () => {
+  test('a host joins with a token; stock ssh verifies it with only the @cert-authority line; the user CA does not open it', async () => {
     const t = await token('host', { env: 'dev', team: 'web' });
     const joined = expectOk(
       await auth.api<JoinResult>('POST', '/v1/join', { json: { token: t, hostname: 'web01.example.com', names: ['127.0.0.1', 'web01'], host_keys: [hostKey.publicKey] } }),
@@ -75,9 +75,16 @@ describe('hosts and the proxy through the HTTP API', () => {
     expectOk(await auth.api('PATCH', '/v1/admin/users/admin', { token: admin, json: { roles: ['admin', 'dev'] } }));
     const cert = expectOk(await auth.api<{ certificate: string }>('POST', '/v1/certs/user', { token: admin, json: { public_key: userKey.publicKey } }));
     writeFileSync(`${userKey.path}-cert.pub`, `${cert.certificate}\n`);
+    // The host is verified (no prompt, no mismatch), and then refuses the engineer's own
+    // certificate: the join answer's user_ca is the upstream CA, which signs only what the proxy
+    // dials with (the next test), so nobody reaches the host around the proxy.
     const r = await sshRun({ port: sshd.port, user: 'root', identity: userKey.path, certificate: `${userKey.path}-cert.pub`, knownHosts, command: 'echo joined' });
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'joined');
+    assert.equal(r.code, 255, r.stdout);
+    assert.match(r.stderr, /Permission denied/);
+    assert.doesNotMatch(r.stderr, /Host key verification failed|authenticity of host/);
+    const ca = expectOk(await auth.api<{ upstream: { authorized_keys: string }; user: { authorized_keys: string } }>('GET', '/v1/ca'));
+    assert.equal(joined.user_ca, ca.upstream.authorized_keys);
+    assert.notEqual(ca.user.authorized_keys.split(' ')[1], ca.upstream.authorized_keys.split(' ')[1]);
   });
 
   test('a join token used twice: 409, audited, Redis unchanged', async () => {
@@ -120,16 +127,19 @@ describe('hosts and the proxy through the HTTP API', () => {
     expectError(await auth.api('GET', '/v1/proxy/hosts/web01', { token: admin }), 401, 'ERR_UNAUTHENTICATED');
 
     const connKey = await sshKeygen(dir.path, 'id_conn');
+    // alice's own certificate as the proxy names it (key id, serial, key fingerprint); auth
+    // re-checks it on every upstream request.
+    const aliceCert = { serial: '1', key_id: 'alice req=http-test', fingerprint: `SHA256:${'A'.repeat(43)}` };
     const up = expectOk(
       await auth.api<{ certificate: string; serial: string; principals: string[]; key_id: string }>('POST', '/v1/proxy/certs/upstream', {
         token: proxyCredential,
-        json: { user: 'alice', login: 'root', host: 'web01', public_key: connKey.publicKey },
+        json: { user: 'alice', login: 'root', host: 'web01', public_key: connKey.publicKey, client: aliceCert },
       }),
     );
     assert.deepEqual(up.principals, ['root']);
     assert.match(up.key_id, /^alice req=\S+ via=bastion\.example\.com$/);
     expectError(
-      await auth.api('POST', '/v1/proxy/certs/upstream', { token: proxyCredential, json: { user: 'alice', login: 'postgres', host: 'web01', public_key: connKey.publicKey } }),
+      await auth.api('POST', '/v1/proxy/certs/upstream', { token: proxyCredential, json: { user: 'alice', login: 'postgres', host: 'web01', public_key: connKey.publicKey, client: aliceCert } }),
       403,
       'ERR_FORBIDDEN',
       /may not log in as "postgres"/,
@@ -151,6 +161,18 @@ describe('hosts and the proxy through the HTTP API', () => {
     renameSync(`${sshd.revokedKeysPath!}.new`, sshd.revokedKeysPath!);
     assert.notEqual((await run()).code, 0);
     await sshd.waitForLog(/revoked/i);
+
+    // Revoking alice's own certificate refuses the proxy's next request for her at once, and a
+    // request without the client certificate is not served at all.
+    expectOk(await auth.api('POST', '/v1/admin/revoke', { token: admin, json: { key_id: aliceCert.key_id, reason: 'test' } }));
+    const upstream = (client?: typeof aliceCert) =>
+      auth.api('POST', '/v1/proxy/certs/upstream', { token: proxyCredential, json: { user: 'alice', login: 'root', host: 'web01', public_key: connKey.publicKey, ...(client === undefined ? {} : { client }) } });
+    expectError(await upstream(aliceCert), 403, 'ERR_FORBIDDEN', /client certificate .* is revoked \(key-id:alice req=http-test\)/);
+    expectError(await upstream(), 400, 'ERR_BAD_REQUEST', /"client" is required/);
+    const access = (q: string) => auth.api('GET', `/v1/proxy/access/alice${q}`, { token: proxyCredential });
+    expectOk(await access(''));
+    expectError(await access(`?serial=1&key_id=${encodeURIComponent(aliceCert.key_id)}&fingerprint=${encodeURIComponent(aliceCert.fingerprint)}`), 403, 'ERR_FORBIDDEN', /is revoked/);
+    expectError(await access('?serial=1'), 400, 'ERR_BAD_REQUEST');
   });
 
   test('admin: the inventory lists hosts; removing one revokes its certificates', async () => {

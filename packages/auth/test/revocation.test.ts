@@ -49,7 +49,7 @@ describe('revocation and locks', { skip }, () => {
     assert.ok(audit);
     deps = { redis: fx.redis, crypto: nodeCrypto, trust: fx.trust, onKrl: (k) => fx.metrics.setRevokedCertificates(k.entries), audit };
     const krl = await currentKrl(fx.redis, fx.trust(), Date.now());
-    sshd = await startSshd({ dir: fx.dir.path, trustedUserCAKeys: fx.keystore.trustedUserCaKeys(), revokedKeys: krl.bytes });
+    sshd = await startSshd({ dir: fx.dir.path, trustedUserCAKeys: fx.keystore.authorizedKeys('user'), revokedKeys: krl.bytes });
     session = (await createLoginSession(fx.redis, { user: 'alice', method: 'password', mfaVerified: false, ttlSeconds: 3600 }, Date.now())).session;
     subscriber = new Redis(fx.server.url, { maxRetriesPerRequest: 1 });
     await subscriber.subscribe(LOCKS_CHANNEL);

@@ -1,7 +1,7 @@
 import { formatPublicKey, generateKey, parseAuthorizedKeys, parseCertificateText, parseKnownHosts, publicPart } from '@portcullis/cert-core';
 import type { PublicKey, SigningPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
-import type { AuthorityClient, AuthorityNotice, IssuedCertificate, TargetHost, UserAccess } from './authority.js';
+import type { AuthorityClient, AuthorityNotice, ClientCertificateRef, IssuedCertificate, TargetHost, UserAccess } from './authority.js';
 import type { ProxyHostKey } from './config.js';
 import { ProxyError } from './errors.js';
 import type { ProxyErrorCode } from './errors.js';
@@ -65,12 +65,21 @@ export const authorityRequests = {
   ca: (): HttpCall => ({ method: 'GET', path: '/v1/ca' }),
   krl: (etag?: string): HttpCall => ({ method: 'GET', path: '/v1/krl', ...(etag === undefined ? {} : { headers: { 'if-none-match': etag } }) }),
   host: (query: string): HttpCall => ({ method: 'GET', path: `/v1/proxy/hosts/${seg(query)}` }),
-  access: (user: string): HttpCall => ({ method: 'GET', path: `/v1/proxy/access/${seg(user)}` }),
+  access: (user: string, client?: ClientCertificateRef): HttpCall => ({
+    method: 'GET',
+    path: `/v1/proxy/access/${seg(user)}${client === undefined ? '' : `?serial=${client.serial}&key_id=${seg(client.keyId)}&fingerprint=${seg(client.fingerprint)}`}`,
+  }),
   locks: (): HttpCall => ({ method: 'GET', path: '/v1/proxy/locks' }),
-  upstream: (r: { readonly user: string; readonly login: string; readonly host: string; readonly publicKey: PublicKey }): HttpCall => ({
+  upstream: (r: { readonly user: string; readonly login: string; readonly host: string; readonly publicKey: PublicKey; readonly client: ClientCertificateRef }): HttpCall => ({
     method: 'POST',
     path: '/v1/proxy/certs/upstream',
-    json: { user: r.user, login: r.login, host: r.host, public_key: formatPublicKey(r.publicKey) },
+    json: {
+      user: r.user,
+      login: r.login,
+      host: r.host,
+      public_key: formatPublicKey(r.publicKey),
+      client: { serial: r.client.serial.toString(), key_id: r.client.keyId, fingerprint: r.client.fingerprint },
+    },
   }),
   jumpHost: (r: { readonly host: string; readonly publicKey: PublicKey }): HttpCall => ({
     method: 'POST',
@@ -330,11 +339,18 @@ export class HttpAuthority implements AuthorityClient {
     return { name: host.name, address: dial.address, port: dial.port, labels: host.labels };
   }
 
-  async access(user: string): Promise<UserAccess> {
-    return readAccess(await this.#call(authorityRequests.access(user), true), user);
+  async access(user: string, client?: ClientCertificateRef): Promise<UserAccess> {
+    return readAccess(await this.#call(authorityRequests.access(user, client), true), user);
   }
 
-  async upstreamCertificate(req: { readonly user: string; readonly login: string; readonly host: string; readonly publicKey: PublicKey; readonly requestId: string }): Promise<IssuedCertificate> {
+  async upstreamCertificate(req: {
+    readonly user: string;
+    readonly login: string;
+    readonly host: string;
+    readonly publicKey: PublicKey;
+    readonly requestId: string;
+    readonly client: ClientCertificateRef;
+  }): Promise<IssuedCertificate> {
     // auth draws its own request id (its body schema has none); the session id stays in our audit.
     const a = await this.#call(authorityRequests.upstream(req), true);
     return readIssued(a, `a certificate for ${JSON.stringify(req.login)} on ${JSON.stringify(req.host)}`, 'user', req.publicKey);

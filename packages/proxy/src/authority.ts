@@ -36,6 +36,18 @@ export interface IssuedCertificate {
   readonly validBefore: bigint;
 }
 
+/**
+ * The user certificate a client authenticated with, as auth is told of it: auth refuses a
+ * revoked certificate, or one whose login session was revoked, at the moment it is asked,
+ * without waiting for the proxy's next KRL poll.
+ */
+export interface ClientCertificateRef {
+  readonly serial: bigint;
+  readonly keyId: string;
+  /** `SHA256:...` of the certified key. */
+  readonly fingerprint: string;
+}
+
 export interface AuthorityClient {
   /** The trusted user CA keys (several during a rotation). */
   userCAs(): Promise<readonly PublicKey[]>;
@@ -45,8 +57,11 @@ export interface AuthorityClient {
   krl(etag?: string): Promise<{ readonly bytes: Uint8Array; readonly etag: string } | 'unchanged'>;
   /** Resolves a name to exactly one registered host; ambiguity and absence are errors. */
   resolveHost(query: string): Promise<TargetHost>;
-  /** The user's access now (locks applied); refuses a locked or unknown user. */
-  access(user: string): Promise<UserAccess>;
+  /**
+   * The user's access now (locks applied); refuses a locked or unknown user, and, when `client`
+   * is given, a revoked client certificate or one whose login session was revoked.
+   */
+  access(user: string, client?: ClientCertificateRef): Promise<UserAccess>;
   /** A 1-2 minute certificate for exactly `login` on `host`, for `publicKey`. */
   upstreamCertificate(req: {
     readonly user: string;
@@ -54,6 +69,8 @@ export interface AuthorityClient {
     readonly host: string;
     readonly publicKey: PublicKey;
     readonly requestId: string;
+    /** The certificate the client authenticated with; auth re-checks it before signing. */
+    readonly client: ClientCertificateRef;
   }): Promise<IssuedCertificate>;
   /** A short host certificate naming `host`, to terminate ProxyJump for it. */
   jumpHostCertificate(req: { readonly host: string; readonly publicKey: PublicKey }): Promise<IssuedCertificate>;

@@ -1,6 +1,6 @@
-import { checkUserCertificate, isCertError } from '@portcullis/cert-core';
+import { checkUserCertificate, fingerprintSha256, isCertError } from '@portcullis/cert-core';
 import type { Certificate, CertErrorCode, CryptoBackend, Permissions, TrustedCAs } from '@portcullis/cert-core';
-import type { UserAccess } from './authority.js';
+import type { ClientCertificateRef, UserAccess } from './authority.js';
 import { isProxyError } from './errors.js';
 import type { ProxyErrorCode } from './errors.js';
 import type { CertAuthResult } from './metrics.js';
@@ -25,6 +25,11 @@ export interface ClientIdentity {
   readonly permissions: Permissions;
   /** `SHA256:...` of the user CA that signed the certificate. */
   readonly caFingerprint: string;
+}
+
+/** How auth is told which certificate a client authenticated with. */
+export function clientCertificateRef(crypto: CryptoBackend, cert: Certificate): ClientCertificateRef {
+  return { serial: cert.serial, keyId: cert.keyId, fingerprint: fingerprintSha256(crypto, cert.key) };
 }
 
 export type AuthVerdict<T> =

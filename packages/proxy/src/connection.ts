@@ -3,7 +3,8 @@ import { performance } from 'node:perf_hooks';
 import type ssh2 from 'ssh2';
 import { identityFields } from './audit.js';
 import type { AuditIdentity } from './audit.js';
-import { channelPolicy } from './client-auth.js';
+import { channelPolicy, clientCertificateRef } from './client-auth.js';
+import type { ClientCertificateRef } from './authority.js';
 import type { JumpHop, ProxyContext } from './context.js';
 import { ProxyError, isProxyError } from './errors.js';
 import { startJump } from './jump.js';
@@ -66,7 +67,7 @@ function routeClient(ctx: ProxyContext, client: ssh2.Connection, who: Authentica
         certSerial: who.identity.certificate.serial,
         certKeyId: who.identity.certificate.keyId,
       };
-      const relay = openRelay(ctx, client, who, identity, via, connectTarget(ctx, identity, route.host, via));
+      const relay = openRelay(ctx, client, who, identity, via, connectTarget(ctx, identity, route.host, via, clientCertificateRef(ctx.config.crypto, who.identity.certificate)));
       client.on('session', (accept) => relaySession(relay, accept));
       client.on('tcpip', (accept, reject, info) => relayDirectTcpip(relay, accept, reject, info));
       handleForwardRequests(relay);
@@ -118,7 +119,13 @@ export function openRelay(
 }
 
 /** Resolves the host name, then dials it; every failure is audited and becomes the user's message. */
-export async function connectTarget(ctx: ProxyContext, identity: AuditIdentity, hostQuery: string, via: SessionMeta['route']): Promise<Upstream> {
+export async function connectTarget(
+  ctx: ProxyContext,
+  identity: AuditIdentity,
+  hostQuery: string,
+  via: SessionMeta['route'],
+  client: ClientCertificateRef,
+): Promise<Upstream> {
   const { config } = ctx;
   const t0 = performance.now();
   let stage: 'route' | 'upstream' = 'route';
@@ -132,6 +139,7 @@ export async function connectTarget(ctx: ProxyContext, identity: AuditIdentity, 
       user: identity.user,
       login: identity.login,
       requestId: identity.sessionId,
+      client,
       hostCAs,
       isRevoked: ctx.trust.isRevoked,
       crypto: config.crypto,

@@ -3,7 +3,7 @@ import type { AuthContext, PublicKeyAuthContext } from 'ssh2';
 import type { Certificate } from '@portcullis/cert-core';
 import type { UserAccess } from './authority.js';
 import type { AuditFn } from './audit.js';
-import { decideAccess, decideClientCertificate, refusalOf } from './client-auth.js';
+import { clientCertificateRef, decideAccess, decideClientCertificate, refusalOf } from './client-auth.js';
 import type { AuthVerdict, ClientIdentity } from './client-auth.js';
 import type { ResolvedConfig } from './config.js';
 import { ProxyError, isProxyError } from './errors.js';
@@ -164,7 +164,7 @@ export class ClientLogin {
     if (ctx.signature === undefined) return { ok: true, value: { identity: v.value, route, access: undefined } };
     let access: UserAccess;
     try {
-      access = await config.authority.access(v.value.user);
+      access = await config.authority.access(v.value.user, clientCertificateRef(config.crypto, v.value.certificate));
     } catch (e) {
       return refusalOf(
         isProxyError(e)

@@ -2,7 +2,7 @@ import ssh2 from 'ssh2';
 import type { AnyAuthMethod, CipherAlgorithm, ConnectConfig, NextAuthHandler } from 'ssh2';
 import { generateKey, parseCertificateText, publicPart } from '@portcullis/cert-core';
 import type { Certificate, CryptoBackend, TrustedAuthorities } from '@portcullis/cert-core';
-import type { AuthorityClient, IssuedCertificate, TargetHost } from './authority.js';
+import type { AuthorityClient, ClientCertificateRef, IssuedCertificate, TargetHost } from './authority.js';
 import { ProxyError, isProxyError } from './errors.js';
 import { UPSTREAM_HOST_KEY_ALGORITHMS, certificateIdentity, hostCertificateVerifier } from './ssh2-certs.js';
 import type { HostKeyVerdict } from './ssh2-certs.js';
@@ -26,6 +26,8 @@ export interface DialRequest {
   readonly login: string;
   /** Ties auth's issuance record to this connection (the proxy's session id). */
   readonly requestId: string;
+  /** The certificate the client authenticated with; auth re-checks it before it signs. */
+  readonly client: ClientCertificateRef;
   readonly hostCAs: TrustedAuthorities;
   readonly isRevoked: (cert: Certificate) => boolean | string;
   readonly crypto: CryptoBackend;
@@ -54,7 +56,7 @@ export function dialTarget(r: DialRequest): Promise<Upstream> {
   const key = generateKey(r.crypto, 'ssh-ed25519');
   const host = JSON.stringify(r.target.name);
   const minting = r.authority
-    .upstreamCertificate({ user: r.user, login: r.login, host: r.target.name, publicKey: publicPart(key), requestId: r.requestId })
+    .upstreamCertificate({ user: r.user, login: r.login, host: r.target.name, publicKey: publicPart(key), requestId: r.requestId, client: r.client })
     .then((issued) => ({ issued, cert: parseCertificateText(issued.certificate, 'upstream certificate').cert }));
   // Settled before anyone awaits it when the dial fails first; the dial reports the error.
   minting.catch(() => {});
@@ -169,7 +171,7 @@ function describeDialError(
   if (e.level === 'client-authentication') {
     return new ProxyError(
       'ERR_UPSTREAM',
-      `${host} refused the login ${JSON.stringify(o.login)} with the certificate from auth (does its sshd trust the user CA in TrustedUserCAKeys, and does the login exist?)`,
+      `${host} refused the login ${JSON.stringify(o.login)} with the certificate from auth (does its sshd trust the upstream CA in TrustedUserCAKeys, and does the login exist?)`,
     );
   }
   if (e.level === 'client-timeout') return new ProxyError('ERR_UPSTREAM', `${host} (${o.target.address}:${o.target.port}) did not answer in time`);

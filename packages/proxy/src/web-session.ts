@@ -7,7 +7,7 @@ import { nodeCrypto } from '@portcullis/cert-core/node';
 import type { AuthorityClient, AuthorityNotice, UserAccess } from './authority.js';
 import { identityFields, safeAudit } from './audit.js';
 import type { AuditFn, AuditIdentity, ProxyAuditEvent } from './audit.js';
-import { decideAccess, decideClientCertificate } from './client-auth.js';
+import { clientCertificateRef, decideAccess, decideClientCertificate } from './client-auth.js';
 import { DEFAULT_REVOCATION, DEFAULT_TIMEOUTS } from './config.js';
 import type { ProxyTimeouts, RevocationSettings } from './config.js';
 import { ProxyError, isProxyError } from './errors.js';
@@ -184,7 +184,8 @@ export class WebSessionEngine {
       if (verdict.value.user !== r.user) {
         throw new ProxyError('ERR_ACCESS_DENIED', `proxy: the certificate is ${JSON.stringify(verdict.value.user)}'s, the browser is ${JSON.stringify(r.user)}'s`);
       }
-      const access = await this.#o.authority.access(r.user);
+      const client = clientCertificateRef(this.#crypto, r.certificate);
+      const access = await this.#o.authority.access(r.user, client);
       const allowed = decideAccess(verdict.value, route, access);
       if (!allowed.ok) throw new ProxyError('ERR_LOGIN_NOT_ALLOWED', allowed.reason);
       if (!verdict.value.permissions.pty) throw new ProxyError('ERR_FORBIDDEN', 'proxy: the certificate has no permit-pty; a browser terminal needs one');
@@ -197,6 +198,7 @@ export class WebSessionEngine {
         user: r.user,
         login: r.login,
         requestId: identity.sessionId,
+        client,
         hostCAs: await this.#trust.hostCAs(),
         isRevoked: this.#trust.isRevoked,
         crypto: this.#crypto,

@@ -5,6 +5,7 @@ import { AuthError } from '../errors.js';
 import type { AuthErrorCode } from '../errors.js';
 import { canLogin, isValidLogin } from '../roles/policy.js';
 import type { AccessPolicy } from '../roles/policy.js';
+import { keyIdSessionField } from './client-certificate.js';
 
 /*
  * Pure decisions: what goes into a certificate, or why none is issued. No clock, no Redis, no
@@ -12,11 +13,13 @@ import type { AccessPolicy } from '../roles/policy.js';
  * decision (so a refusal never consumes one), and the nonce is drawn when signing.
  *
  * Key ids are `<subject> <key>=<value>...`, space separated, values without spaces:
- *   user certificate      `alice req=01J0ABC`
+ *   user certificate      `alice req=01J0ABC sess=0123456789abcdef`
  *   upstream (proxy)      `alice req=01J0ABC via=bastion-1`
  *   host certificate      `host=web01.example.com req=01J0ABC`
  * The subject comes first because sshd logs `ID <key id>`: the target's auth.log then starts
- * with who it was. The request id ties the line to the audit event of the issuance.
+ * with who it was. The request id ties the line to the audit event of the issuance; `sess=` names
+ * the login session a user certificate was minted under (the first 16 hex digits of its id, as
+ * audit events name it), so the proxy's access check can refuse it once that session is revoked.
  */
 
 /** A decision: the certificate to sign (without its serial), or why not. */
@@ -39,6 +42,7 @@ export type RefusalReason =
   | 'session'
   | 'locked'
   | 'revoked_key'
+  | 'revoked_certificate'
   | 'unknown_host'
   | 'unavailable';
 
@@ -151,6 +155,8 @@ export interface UserCertificateRequest {
   readonly sourceAddress?: string;
   /** A second factor was verified for this very request (per-session MFA). */
   readonly mfaVerified: boolean;
+  /** The id of the login session minting it; named in the key id (`sess=`). */
+  readonly loginSession?: string;
 }
 
 /**
@@ -161,6 +167,9 @@ export interface UserCertificateRequest {
 export function decideUserCertificate(r: UserCertificateRequest): Decision<CertificateDraft> {
   const bad = checkCommon(r.requestId, r.user, '"user"');
   if (bad !== undefined) return refuse('ERR_BAD_REQUEST', 'bad_request', bad);
+  if (r.loginSession !== undefined && (typeof r.loginSession !== 'string' || !/^[0-9a-f]{16,64}$/.test(r.loginSession))) {
+    return refuse('ERR_BAD_REQUEST', 'bad_request', `"loginSession" expected a session id (hex), got ${JSON.stringify(r.loginSession)}`);
+  }
   const keyProblem = subjectKeyProblem(r.publicKey, 'user');
   if (keyProblem !== undefined) return refuse('ERR_BAD_REQUEST', 'bad_key', keyProblem, { keyType: String(r.publicKey.type) });
   if (r.requestedTtl !== undefined && (!Number.isInteger(r.requestedTtl) || r.requestedTtl < 1)) {
@@ -191,7 +200,7 @@ export function decideUserCertificate(r: UserCertificateRequest): Decision<Certi
     return ok({
       key: publicPart(r.publicKey),
       kind: 'user',
-      keyId: `${r.user} req=${r.requestId}`,
+      keyId: `${r.user} req=${r.requestId}${r.loginSession === undefined ? '' : ` ${keyIdSessionField(r.loginSession)}`}`,
       principals: logins,
       validAfter: now - BigInt(CLOCK_SKEW_SECONDS),
       validBefore: now + BigInt(ttl),

@@ -12,6 +12,9 @@ import { resolveAccess } from './access.js';
 import type { AccessDeps } from './access.js';
 import { decideJumpHostCertificate, decideUpstreamCertificate, decideUserCertificate, refusal } from './issue.js';
 import type { CertificateDraft, Decision } from './issue.js';
+import type { CaKind } from './keystore.js';
+import { refuseRevokedClientCertificate } from './client-certificate.js';
+import type { ClientCertificateRef } from './client-certificate.js';
 import { reportIssued, reportRefused, signDraft } from './signing.js';
 import type { IssuanceContext, IssuedCertificate, SigningDeps } from './signing.js';
 
@@ -73,7 +76,7 @@ async function refuseIfKeyRevoked(deps: IssuerDeps, key: PublicKey): Promise<voi
   }
 }
 
-async function run(deps: IssuerDeps, ctx: IssuanceContext, body: () => Promise<IssuedCertificate>, kind: 'user' | 'host'): Promise<IssuedCertificate> {
+async function run(deps: IssuerDeps, ctx: IssuanceContext, body: () => Promise<IssuedCertificate>, kind: CaKind): Promise<IssuedCertificate> {
   let issued: IssuedCertificate;
   try {
     issued = await body();
@@ -115,6 +118,7 @@ export async function issueUserCertificate(
           requestId,
           now,
           mfaVerified: options.mfaVerified === true,
+          loginSession: session.id,
           ...(options.requestedTtl === undefined ? {} : { requestedTtl: options.requestedTtl }),
           ...(options.sourceAddress === undefined ? {} : { sourceAddress: options.sourceAddress }),
         }),
@@ -136,12 +140,16 @@ export interface UpstreamRequest {
   readonly host: string;
   /** The proxy's key for this one connection. */
   readonly publicKey: PublicKey | string;
+  /** The user certificate the client authenticated to the proxy with. */
+  readonly client: ClientCertificateRef;
   readonly requestId?: string;
 }
 
 /**
  * The certificate the proxy dials a target with, for one connection: the host must be
- * enrolled, and the user's roles and locks (user, role, login, host) are re-checked now.
+ * enrolled, the user's roles and locks (user, role, login, host) are re-checked now, and so is
+ * the client's own certificate (revoked, or its login session revoked: refused at once, not
+ * after the proxy's next KRL poll).
  */
 export async function issueUpstreamCertificate(deps: IssuerDeps, req: UpstreamRequest): Promise<IssuedCertificate> {
   const now = (deps.clock ?? Date.now)();
@@ -152,6 +160,7 @@ export async function issueUpstreamCertificate(deps: IssuerDeps, req: UpstreamRe
     ctx,
     async () => {
       const key = subjectKey(req.publicKey);
+      await refuseRevokedClientCertificate(deps.redis, req.user, req.client, now);
       const host = await findHost(deps.redis, req.host);
       const access = await resolveAccess(deps, req.user, now, host.name);
       const loginLock = findLock(access.locks, { logins: [req.login] }, now);
@@ -169,11 +178,13 @@ export async function issueUpstreamCertificate(deps: IssuerDeps, req: UpstreamRe
           proxy: req.proxy,
         }),
       );
-      const issued = await signDraft(deps, 'user', draft, now);
+      // The upstream CA, which targets trust; the user CA, which signs what engineers hold,
+      // is trusted by the proxy alone.
+      const issued = await signDraft(deps, 'upstream', draft, now);
       await recordUserCertificate(deps.redis, req.user, issued, now);
       return issued;
     },
-    'user',
+    'upstream',
   );
 }
 

@@ -16,9 +16,20 @@ import {
 import type { CryptoBackend, PlainKeyType, PublicKey, Signer, SigningPrivateKey } from '@portcullis/cert-core';
 import { AuthError } from '../errors.js';
 
-/** The two CAs: user certificates and host certificates are signed by different keys. */
-export type CaKind = 'user' | 'host';
-export const CA_KINDS: readonly CaKind[] = ['user', 'host'];
+/**
+ * The three CAs, each its own key, so that trusting one never means trusting another:
+ * - `user` signs the certificates engineers hold (pcsh login). Only the proxy trusts it.
+ * - `upstream` signs the minute-long certificates the proxy dials targets with. Targets' sshd
+ *   trusts only it (TrustedUserCAKeys), so an engineer's own certificate does not open a target
+ *   directly and cannot skip the proxy's checks and recording.
+ * - `host` signs host certificates (targets, and the proxy standing in for one).
+ */
+export type CaKind = 'user' | 'upstream' | 'host';
+export const CA_KINDS: readonly CaKind[] = ['user', 'upstream', 'host'];
+
+export function isCaKind(s: unknown): s is CaKind {
+  return typeof s === 'string' && (CA_KINDS as readonly string[]).includes(s);
+}
 
 /** What an operator may choose for a CA key. */
 export type CaAlgorithm = 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa';
@@ -81,8 +92,9 @@ export interface OpenCaKeystoreOptions {
   /** The service's state directory; keys go to `<stateDir>/ca/` (mode 0700). */
   readonly stateDir: string;
   readonly crypto: CryptoBackend;
-  /** Key made for a kind that has none yet (default ed25519 for both). */
+  /** Key made for a kind that has none yet (default ed25519 for each). */
   readonly user?: CaKeySpec;
+  readonly upstream?: CaKeySpec;
   readonly host?: CaKeySpec;
   /**
    * Encrypts new key files and decrypts existing ones (bcrypt_pbkdf + aes256-ctr, as ssh-keygen
@@ -188,13 +200,13 @@ function parseIndex(text: string, path: string): IndexFile {
     const ok =
       e !== null &&
       typeof e === 'object' &&
-      (e.kind === 'user' || e.kind === 'host') &&
+      isCaKind(e.kind) &&
       typeof e.id === 'string' &&
       /^[0-9a-f]{16}$/.test(e.id) &&
       (e.status === 'active' || e.status === 'standby') &&
       typeof e.publicKey === 'string' &&
       typeof e.createdAt === 'string';
-    if (!ok) throw configError(`${path}: keys[${i}] expected {kind: user|host, id: 16 hex digits, status: active|standby, publicKey, createdAt}`);
+    if (!ok) throw configError(`${path}: keys[${i}] expected {kind: user|upstream|host, id: 16 hex digits, status: active|standby, publicKey, createdAt}`);
   }
   return v as IndexFile;
 }
@@ -244,6 +256,7 @@ export class CaKeystore {
     if (typeof options.crypto?.randomBytes !== 'function') throw new TypeError('ca: "crypto" expected a CryptoBackend');
     const specs = {
       user: checkSpec(options.user ?? { algorithm: 'ed25519' }, 'user'),
+      upstream: checkSpec(options.upstream ?? { algorithm: 'ed25519' }, 'upstream'),
       host: checkSpec(options.host ?? { algorithm: 'ed25519' }, 'host'),
     };
     const ks = new CaKeystore(options);
@@ -422,6 +435,9 @@ export class CaKeystore {
   #createMissing(specs: Readonly<Record<CaKind, { type: PlainKeyType; bits?: number }>>): void {
     const missing = CA_KINDS.filter((kind) => !this.#entries.some((e) => e.kind === kind));
     if (missing.length === 0) return;
+    // A store made before a kind existed (the upstream CA) gets that kind here, audited like a
+    // first start; hosts trust it once their next refresh of GET /v1/ca has run.
+    if (this.#entries.length > 0) this.#log(`ca: this store has no ${missing.join(', ')} CA yet; creating it`);
     const created = missing.map((kind) => {
       const token = this.#tokenSigners[kind];
       return { ...(token === undefined ? this.#generate(kind, specs[kind]) : this.#tokenEntry(kind, token)), status: 'active' as const };
@@ -457,7 +473,7 @@ export class CaKeystore {
     };
   }
 
-  /** Every trusted key of `kind` (active first), or of both kinds. */
+  /** Every trusted key of `kind` (active first), or of every kind. */
   keys(kind?: CaKind): CaKeyInfo[] {
     return this.#entries
       .filter((e) => kind === undefined || e.kind === kind)
@@ -483,11 +499,19 @@ export class CaKeystore {
   }
 
   /**
-   * TrustedUserCAKeys: one authorized_keys line per trusted user CA key (active and standby),
-   * so a staged rotation reaches hosts before the new key signs anything.
+   * One authorized_keys line per trusted key of a user-certificate CA (active and standby), so
+   * a staged rotation reaches whoever trusts it before the new key signs anything.
+   */
+  authorizedKeys(kind: 'user' | 'upstream'): string {
+    return this.keys(kind).map((k) => formatAuthorizedKeyLine({ key: k.publicKey, comment: `portcullis-${kind}-ca-${k.id}` }) + '\n').join('');
+  }
+
+  /**
+   * What a target's sshd_config TrustedUserCAKeys file holds: the upstream CA keys, never the
+   * user CA's (a target trusting the user CA would accept engineers' own certificates directly).
    */
   trustedUserCaKeys(): string {
-    return this.keys('user').map((k) => formatAuthorizedKeyLine({ key: k.publicKey, comment: `portcullis-user-ca-${k.id}` }) + '\n').join('');
+    return this.authorizedKeys('upstream');
   }
 
   /** `@cert-authority <patterns> <key>` lines for every trusted host CA key, for known_hosts. */

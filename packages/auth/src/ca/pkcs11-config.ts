@@ -59,12 +59,12 @@ export function readPin(key: Pkcs11KeyConfig, where: string, env: Readonly<Recor
  * Opens the token key of every CA kind whose backend is pkcs11. On failure the ones already
  * opened are closed, so a refused start leaves no session behind.
  */
-export function openTokenSigners(ca: Readonly<Record<CaKind, CaBackendConfig>>, options: OpenTokenSignersOptions): Partial<Record<CaKind, Pkcs11Signer>> {
+export function openTokenSigners(ca: Readonly<Partial<Record<CaKind, CaBackendConfig>>>, options: OpenTokenSignersOptions): Partial<Record<CaKind, Pkcs11Signer>> {
   const opened: Partial<Record<CaKind, Pkcs11Signer>> = {};
   try {
     for (const kind of CA_KINDS) {
       const c = ca[kind];
-      if (c.backend !== 'pkcs11') continue;
+      if (c === undefined || c.backend !== 'pkcs11') continue;
       const where = `ca.${kind}.pkcs11`;
       if (c.pkcs11 === undefined) throw configError(where, 'required when backend is pkcs11');
       const k = c.pkcs11;

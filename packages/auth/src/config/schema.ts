@@ -219,7 +219,10 @@ export const authConfigSchema = z
     redis: z.unknown().optional(),
     ca: z
       .strictObject({
+        /** Signs engineers' certificates; trusted by the proxy only. */
         user: caKeySchema.prefault({}),
+        /** Signs the certificates the proxy dials targets with; targets trust only this one. */
+        upstream: caKeySchema.prefault({}),
         host: caKeySchema.prefault({}),
         /** Encrypts the CA key files (as ssh-keygen -N); the file holds the passphrase. */
         passphrase_file: z.string().min(1).optional(),

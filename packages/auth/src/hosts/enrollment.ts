@@ -64,7 +64,7 @@ export interface HostCertificateIssued {
 export interface EnrollmentResult {
   readonly host: HostSummary;
   readonly certificates: readonly HostCertificateIssued[];
-  /** The TrustedUserCAKeys file (one authorized_keys line per trusted user CA key). */
+  /** The TrustedUserCAKeys file: one authorized_keys line per trusted upstream CA key. */
   readonly trustedUserCaKeys: string;
   /** `@cert-authority` lines for the host CA, for the host's own ssh client. */
   readonly knownHosts: string;

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { CA_KINDS, type CaKind } from '../ca/keystore.js';
 import { AuthError } from '../errors.js';
 import { queryAuditEvents } from '../audit/query.js';
 import { deleteServiceCredential, createJoinToken, deleteJoinToken } from '../hosts/join-tokens.js';
@@ -33,8 +34,8 @@ const revokeBody = z
     public_key: z.string().min(1).max(16_384).optional(),
     user: z.string().min(1).max(256).optional(),
     host: z.string().min(1).max(253).optional(),
-    /** Scope a serial or key id to one CA kind (default both). */
-    ca: z.enum(['user', 'host']).optional(),
+    /** Scope a serial or key id to one CA kind (default all). */
+    ca: z.enum(CA_KINDS as [CaKind, ...CaKind[]]).optional(),
     reason: z.string().max(500).optional(),
   })
   .refine((b) => [b.serial, b.key_id, b.public_key, b.user, b.host].filter((x) => x !== undefined).length === 1, {

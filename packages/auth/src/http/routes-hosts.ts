@@ -7,7 +7,7 @@ import { findHost } from '../hosts/inventory.js';
 import { listLocks } from '../revocation/locks.js';
 import { type ApiContext, requireProxy, selfAudited, setActor } from './context.js';
 import { countAttempt } from './rate-limit.js';
-import { iso, parseInput, publicKeyLine, ttlInput } from './validation.js';
+import { clientCertificateInput, iso, parseInput, publicKeyLine, ttlInput } from './validation.js';
 
 const hostName = z.string().min(1).max(253);
 
@@ -29,6 +29,9 @@ const upstreamBody = z.strictObject({
   login: z.string().min(1).max(64),
   host: hostName,
   public_key: publicKeyLine,
+  // Required: auth refuses a revoked client certificate, or one whose login session is gone,
+  // before the proxy's KRL poll would.
+  client: clientCertificateInput,
 });
 const jumpBody = z.strictObject({ host: hostName, public_key: publicKeyLine, ttl: ttlInput.optional() });
 
@@ -43,7 +46,8 @@ function enrollmentView(r: EnrollmentResult): Record<string, unknown> {
       valid_after: iso(c.validAfter),
       valid_before: iso(c.validBefore),
     })),
-    // sshd_config TrustedUserCAKeys file content.
+    // sshd_config TrustedUserCAKeys file content: the upstream CA keys (the certificates the
+    // proxy dials with), never the user CA's. The field keeps its name, which host agents read.
     user_ca: r.trustedUserCaKeys,
     known_hosts: r.knownHosts,
     krl_url: r.krlUrl,
@@ -111,7 +115,7 @@ export function registerHostRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const proxy = await requireProxy(ctx, request);
     const body = parseInput(upstreamBody, request.body);
     const issued = await selfAudited(
-      issueUpstreamCertificate(ctx.issuer, { proxy: proxy.host, user: body.user, login: body.login, host: body.host, publicKey: body.public_key }),
+      issueUpstreamCertificate(ctx.issuer, { proxy: proxy.host, user: body.user, login: body.login, host: body.host, publicKey: body.public_key, client: body.client }),
     );
     return certificateView(issued);
   });

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { currentKrl } from '../revocation/krl.js';
+import type { CaKind } from '../ca/keystore.js';
 import type { ApiContext } from './context.js';
 import { iso } from './validation.js';
 
@@ -23,12 +24,22 @@ export function registerPublicRoutes(
   });
 
   app.get('/v1/ca', async () => {
-    const describe = (kind: 'user' | 'host') =>
+    const describe = (kind: CaKind) =>
       ctx.keystore.keys(kind).map((k) => ({ id: k.id, status: k.status, fingerprint: k.fingerprint, created_at: k.createdAt }));
+    // Every list holds every trusted key of its kind, a staged rotation included.
     return {
+      // First, with authorized_keys its first field: host agents that read "the first
+      // authorized_keys in the answer" (the agentless script before the upstream CA existed)
+      // then write this one, and stop trusting the user CA at their next refresh.
+      upstream: {
+        // The TrustedUserCAKeys file for targets' sshd: the CA of the certificates the proxy
+        // dials them with, and nothing else.
+        authorized_keys: ctx.keystore.authorizedKeys('upstream'),
+        keys: describe('upstream'),
+      },
       user: {
-        // The TrustedUserCAKeys file for sshd, every trusted key (a staged rotation included).
-        authorized_keys: ctx.keystore.trustedUserCaKeys(),
+        // The CA of engineers' own certificates (pcsh login): the proxy trusts it, targets never.
+        authorized_keys: ctx.keystore.authorizedKeys('user'),
         keys: describe('user'),
       },
       host: {

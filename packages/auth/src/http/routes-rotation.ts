@@ -9,11 +9,11 @@ import { iso, parseInput } from './validation.js';
 
 /*
  * Admin: phased CA rotation (ca/rotation.ts). POST moves one kind one phase on, or rolls it back;
- * GET reports both kinds with what is still on the old key, so the operator knows when the
+ * GET reports every kind with what is still on the old key, so the operator knows when the
  * next step is safe.
  */
 
-const kindParam = z.strictObject({ kind: z.enum(['user', 'host']) });
+const kindParam = z.strictObject({ kind: z.enum(CA_KINDS as [CaKind, ...CaKind[]]) });
 const rotateBody = z
   .strictObject({
     phase: z.enum(ROTATION_PHASES as [RotationPhase, ...RotationPhase[]]).optional(),

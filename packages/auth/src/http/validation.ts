@@ -49,3 +49,15 @@ export const emptyBody = z.strictObject({});
 export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
+
+/**
+ * The user certificate a client showed the proxy (ca/client-certificate.ts): serial as a decimal
+ * string (a uint64 does not fit a JSON number), key id, and the certified key's fingerprint.
+ */
+export const clientCertificateInput = z
+  .strictObject({
+    serial: z.string().regex(/^[0-9]{1,20}$/, 'expected a decimal certificate serial'),
+    key_id: z.string().min(1).max(1024),
+    fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected SHA256:<43 base64 characters>'),
+  })
+  .transform((c) => ({ serial: BigInt(c.serial), keyId: c.key_id, fingerprint: c.fingerprint }));

@@ -11,6 +11,7 @@ import type { Revocation } from './revocations.js';
 /** The public keys of every trusted CA (active and standby), per kind. */
 export interface CaTrust {
   readonly user: readonly PublicKey[];
+  readonly upstream: readonly PublicKey[];
   readonly host: readonly PublicKey[];
 }
 
@@ -32,12 +33,12 @@ export interface KrlInfo {
 
 /** Names the set of trusted CA keys, so a KRL built for another set is noticed. */
 export function trustDigest(trust: CaTrust): string {
-  const blobs = (['user', 'host'] as const).flatMap((kind) => trust[kind].map((k) => `${kind}:${Buffer.from(encodePublicKey(k)).toString('base64')}`));
+  const blobs = (['user', 'upstream', 'host'] as const).flatMap((kind) => trust[kind].map((k) => `${kind}:${Buffer.from(encodePublicKey(k)).toString('base64')}`));
   return createHash('sha256').update(blobs.sort().join('\n')).digest('hex');
 }
 
 function scopes(trust: CaTrust, ca: CaKind | undefined): readonly PublicKey[] {
-  return ca === undefined ? [...trust.user, ...trust.host] : trust[ca];
+  return ca === undefined ? [...trust.user, ...trust.upstream, ...trust.host] : trust[ca];
 }
 
 /**

@@ -3,6 +3,7 @@ import type { CryptoBackend, PublicKey } from '@portcullis/cert-core';
 import { AuthError } from '../errors.js';
 import { caRevokedKey, userCertsKey } from '../store/keys.js';
 import type { RedisClient } from '../store/redis.js';
+import { isCaKind } from '../ca/keystore.js';
 import type { CaKind } from '../ca/keystore.js';
 import { getHost } from '../hosts/inventory.js';
 import { rebuildKrl } from './krl.js';
@@ -96,7 +97,7 @@ export function parseRevocation(id: string, json: string): Revocation | undefine
       ...(typeof v['revokedBy'] === 'string' ? { revokedBy: v['revokedBy'] } : {}),
       ...(typeof v['expiresAt'] === 'number' ? { expiresAt: v['expiresAt'] } : {}),
     };
-    const ca: { ca?: CaKind } = v['ca'] === 'user' || v['ca'] === 'host' ? { ca: v['ca'] } : {};
+    const ca: { ca?: CaKind } = isCaKind(v['ca']) ? { ca: v['ca'] } : {};
     if (v['kind'] === 'serial' && typeof v['serial'] === 'string' && /^[1-9][0-9]{0,19}$/.test(v['serial'])) {
       return { ...common, kind: 'serial', serial: v['serial'], ...ca };
     }
@@ -159,7 +160,10 @@ async function entriesFor(deps: RevocationDeps, req: RevocationRequest, nowMs: n
       for (let i = 0; i + 1 < live.length; i += 2) {
         const serial = live[i]!;
         if (!/^[1-9][0-9]{0,19}$/.test(serial)) continue;
-        out.push({ ...common, id: `serial:${serial}`, kind: 'serial', serial, ca: 'user', expiresAt: Number(live[i + 1]) });
+        // The set holds both the user's own certificates (user CA) and those the proxy dialled
+        // targets with for them (upstream CA): serials are unique across our CAs, so the entry is
+        // scoped to all of them and targets' KRL drops the upstream ones too.
+        out.push({ ...common, id: `serial:${serial}`, kind: 'serial', serial, expiresAt: Number(live[i + 1]) });
       }
       return out;
     }

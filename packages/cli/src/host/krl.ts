@@ -27,8 +27,10 @@ export async function runKrlRefresh(o: HostCommandOptions = {}): Promise<KrlRefr
   const etag = current === undefined ? undefined : `"${createHash('sha256').update(current).digest('hex')}"`;
   const krl = await fetchKrl(conn, etag);
 
-  const ca = okBody(await call<{ user?: { authorized_keys?: unknown } }>(conn, 'GET', '/v1/ca'), 'fetching the CA keys');
-  const userCa = checkUserCaFile(ca.user?.authorized_keys, 'user.authorized_keys');
+  // The upstream CA (what the proxy dials with), never `user` (engineers' own certificates):
+  // a host trusting the user CA could be reached around the proxy.
+  const ca = okBody(await call<{ upstream?: { authorized_keys?: unknown } }>(conn, 'GET', '/v1/ca'), 'fetching the CA keys');
+  const userCa = checkUserCaFile(ca.upstream?.authorized_keys, 'upstream.authorized_keys');
 
   const changes = new FileChanges();
   let krlResult: KrlRefreshResult['krl'] = 'unchanged';
@@ -41,6 +43,6 @@ export async function runKrlRefresh(o: HostCommandOptions = {}): Promise<KrlRefr
     throw new CliError('ERR_CONFIG', `cannot write ${layout.dataDir}: ${(e as Error).message}; the current files were kept`);
   }
   if (krlResult === 'replaced') out(`KRL updated: ${layout.krlFile} (${krl === 'unchanged' ? 0 : krl.length} bytes)`);
-  if (caResult === 'replaced') out(`user CA keys updated: ${layout.userCaFile}`);
+  if (caResult === 'replaced') out(`trusted (upstream) CA keys updated: ${layout.userCaFile}`);
   return { krl: krlResult, userCa: caResult };
 }

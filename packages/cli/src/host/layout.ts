@@ -33,6 +33,10 @@ export interface HostLayout {
   readonly dropIn: string;
   /** <sshDir>/portcullis: what sshd reads besides the certificates. */
   readonly dataDir: string;
+  /**
+   * sshd's TrustedUserCAKeys file. It holds the upstream CA keys (the proxy's certificates), not
+   * the user CA's; the name predates that split and stays so enrolled hosts' sshd_config holds.
+   */
   readonly userCaFile: string;
   readonly krlFile: string;
   readonly knownHostsFile: string;

@@ -14,7 +14,7 @@ import { adminApi, optsOf } from './admin.js';
 const PHASES = ['init', 'update_clients', 'update_servers', 'standby'] as const;
 
 interface RotationView {
-  readonly kind: 'user' | 'host';
+  readonly kind: 'user' | 'upstream' | 'host';
   readonly phase: string;
   readonly next_phase?: string;
   readonly old_ca?: string;
@@ -32,19 +32,20 @@ interface RotationView {
 function advice(v: RotationView): string {
   const next = `pcctl auth rotate --type ${v.kind} --phase ${v.next_phase ?? 'init'}`;
   if (v.phase === 'init') {
-    return v.kind === 'user'
-      ? `the new user CA is trusted but does not sign yet: wait until every host has run krl-refresh (its TrustedUserCAKeys then lists both keys), then: ${next}`
+    if (v.kind === 'user') return `the new user CA is trusted but does not sign yet: wait until every proxy has fetched the CA keys again (its CA cache, a minute by default), then: ${next}`;
+    return v.kind === 'upstream'
+      ? `the new upstream CA is trusted but does not sign yet: wait until every host has run krl-refresh (its TrustedUserCAKeys then lists both keys), then: ${next}`
       : `the new host CA is trusted but does not sign yet: wait until clients and proxies have the new @cert-authority line (pcctl auth export --type host; pcsh login refreshes it), then: ${next}`;
   }
   if (v.phase === 'update_clients') {
-    return v.kind === 'user'
-      ? `new user certificates come from the new CA; the old one stays trusted. Then: ${next}`
+    return v.kind !== 'host'
+      ? `new ${v.kind} certificates come from the new CA; the old one stays trusted. Then: ${next}`
       : `hosts renewing now get certificates from the new CA; the old one stays trusted. Then: ${next}`;
   }
   if (v.phase === 'update_servers') {
     const pending = v.hosts_on_old_ca ?? [];
-    const wait = v.kind === 'user'
-      ? 'wait until user certificates of the old CA have expired (they are refused once it is dropped)'
+    const wait = v.kind !== 'host'
+      ? `wait until ${v.kind} certificates of the old CA have expired (they are refused once it is dropped${v.kind === 'upstream' ? '; they last two minutes' : ''})`
       : pending.length > 0
         ? `${pending.length} host(s) still present old certificates (${pending.slice(0, 5).join(', ')}${pending.length > 5 ? ', …' : ''}): wait for their renewal timer or run \`portcullis host renew --force\` there`
         : 'every enrolled host has renewed onto the new CA';
@@ -67,8 +68,8 @@ export function addRotateCommands(program: Command): void {
     auth
       .command('rotate')
       .description('rotate a CA in phases: init (new key trusted), update_clients (new key signs), update_servers (time to renew), standby (old key dropped); `status` shows where each CA is')
-      .argument('[status]', 'show both CAs\' rotation phase instead of changing it')
-      .addOption(new Option('--type <kind>', 'which CA').choices(['user', 'host']))
+      .argument('[status]', 'show every CA\'s rotation phase instead of changing it')
+      .addOption(new Option('--type <kind>', 'which CA').choices(['user', 'upstream', 'host']))
       .addOption(new Option('--phase <phase>', 'the next phase (phases are never skipped)').choices([...PHASES]))
       .option('--rollback', 'before the last step: the old key signs again, the new one is dropped')
       .addOption(new Option('--algorithm <name>', 'with --phase init: the new key\'s algorithm (default: the old key\'s)').choices(['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa']))
@@ -76,18 +77,18 @@ export function addRotateCommands(program: Command): void {
       .option('--force', 'with --phase standby: drop the old host CA although some hosts have not renewed (clients will refuse them)')
       .option('--json', 'print JSON')
       .action(async (what: string | undefined, _o, cmd: Command) => {
-        const o = optsOf<{ type?: 'user' | 'host'; phase?: string; rollback?: boolean; algorithm?: string; key?: string; force?: boolean; json?: boolean }>(cmd);
+        const o = optsOf<{ type?: 'user' | 'upstream' | 'host'; phase?: string; rollback?: boolean; algorithm?: string; key?: string; force?: boolean; json?: boolean }>(cmd);
         const api = adminApi(cmd);
         if (what !== undefined) {
           if (what !== 'status') throw new CliError('ERR_USAGE', `auth rotate: unknown argument ${JSON.stringify(what)}; did you mean \`pcctl auth rotate status\`?`);
           if (o.phase !== undefined || o.rollback === true) throw new CliError('ERR_USAGE', 'auth rotate status: --phase and --rollback change a rotation; give them without `status`');
-          const all = await api.call<Record<'user' | 'host', RotationView>>('GET', '/v1/admin/ca/rotation');
-          const shown = o.type === undefined ? [all.user, all.host] : [all[o.type]];
+          const all = await api.call<Record<'user' | 'upstream' | 'host', RotationView>>('GET', '/v1/admin/ca/rotation');
+          const shown = o.type === undefined ? [all.user, all.upstream, all.host] : [all[o.type]];
           if (o.json === true) printJson(o.type === undefined ? all : all[o.type]);
           else writeOut(shown.map(render).join('\n'));
           return;
         }
-        if (o.type === undefined) throw new CliError('ERR_USAGE', 'auth rotate: give --type user or --type host');
+        if (o.type === undefined) throw new CliError('ERR_USAGE', 'auth rotate: give --type user, --type upstream or --type host');
         if ((o.phase === undefined) === (o.rollback !== true)) throw new CliError('ERR_USAGE', 'auth rotate: give one of --phase <next> or --rollback');
         if (o.algorithm !== undefined && o.phase !== 'init') throw new CliError('ERR_USAGE', 'auth rotate: --algorithm goes with --phase init');
         if (o.key !== undefined && o.phase !== 'init') throw new CliError('ERR_USAGE', 'auth rotate: --key goes with --phase init');

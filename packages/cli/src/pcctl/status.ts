@@ -15,6 +15,7 @@ import { optsOf } from './admin.js';
 
 interface CaKeys {
   readonly user: { readonly authorized_keys: string; readonly keys: readonly CaKey[] };
+  readonly upstream: { readonly authorized_keys: string; readonly keys: readonly CaKey[] };
   readonly host: { readonly known_hosts: string; readonly keys: readonly CaKey[] };
 }
 interface CaKey {
@@ -47,17 +48,18 @@ async function runStatus(cmd: Command): Promise<void> {
       health: health.status === 200 ? 'ok' : `HTTP ${health.status}`,
       ready: isReady,
       checks,
-      ca: { user: ca.user.keys, host: ca.host.keys },
+      ca: { user: ca.user.keys, upstream: ca.upstream.keys, host: ca.host.keys },
       krl,
       session: me === undefined ? null : { user: me.user.name, admin: me.admin, expires_at: me.session.expires_at },
     });
   } else {
-    const caLines = (kind: string, keys: readonly CaKey[]): string[] => keys.map((k) => `${`${kind} CA:`.padEnd(11)} ${k.fingerprint} (${k.status}, id ${k.id})`);
+    const caLines = (kind: string, keys: readonly CaKey[]): string[] => keys.map((k) => `${`${kind} CA:`.padEnd(12)} ${k.fingerprint} (${k.status}, id ${k.id})`);
     writeOut(
       [
         `Auth:       ${profile.authUrl} (${health.status === 200 ? 'alive' : `health HTTP ${health.status}`}, ${isReady ? 'ready' : 'NOT READY'}: ${Object.entries(checks).map(([k, v]) => `${k} ${v}`).join(', ')})`,
         `Signed in:  ${me === undefined ? 'no (pcsh login)' : `${me.user.name}${me.admin ? ' (admin)' : ''}, session until ${formatUntil(me.session.expires_at, now)}`}`,
         ...caLines('User', ca.user.keys),
+        ...caLines('Upstream', ca.upstream.keys),
         ...caLines('Host', ca.host.keys),
         `KRL:        version ${krl.version}, ${krl.entries} entries, generated ${formatTime(krl.generated_at)}`,
       ].join('\n'),
@@ -76,20 +78,32 @@ export function addStatusCommands(program: Command): void {
     'pcctl status',
   );
 
-  const auth = withExamples(program.command('auth').description('the certificate authorities'), 'pcctl auth export --type user');
+  const auth = withExamples(program.command('auth').description('the certificate authorities'), 'pcctl auth export --type upstream');
   withExamples(
     auth
       .command('export')
-      .description('print the CA public keys: user CA as authorized_keys (sshd TrustedUserCAKeys), host CA as known_hosts lines')
-      .addOption(new Option('--type <kind>', 'only one CA').choices(['user', 'host']))
+      .description(
+        "print the CA public keys: upstream CA as authorized_keys (targets' sshd TrustedUserCAKeys), user CA as authorized_keys (what the proxy trusts; never give it to a target), host CA as known_hosts lines",
+      )
+      .addOption(new Option('--type <kind>', 'only one CA').choices(['upstream', 'user', 'host']))
       .action(async (_o, cmd: Command) => {
         const type = optsOf<{ type?: string }>(cmd).type;
         const ca = await publicApi(cmd).call<CaKeys>('GET', '/v1/ca');
+        if (type === 'upstream') return writeOut(ca.upstream.authorized_keys);
         if (type === 'user') return writeOut(ca.user.authorized_keys);
         if (type === 'host') return writeOut(ca.host.known_hosts);
-        writeOut(`# user CA: TrustedUserCAKeys (authorized_keys format)\n${ca.user.authorized_keys.trim()}\n# host CA: known_hosts lines\n${ca.host.known_hosts.trim()}`);
+        writeOut(
+          [
+            "# upstream CA: targets' TrustedUserCAKeys (authorized_keys format)",
+            ca.upstream.authorized_keys.trim(),
+            '# user CA: engineers\' certificates, trusted by the proxy only (never by a target)',
+            ca.user.authorized_keys.trim(),
+            '# host CA: known_hosts lines',
+            ca.host.known_hosts.trim(),
+          ].join('\n'),
+        );
       }),
-    'pcctl auth export --type user | sudo tee /etc/ssh/portcullis_user_ca.pub',
+    'pcctl auth export --type upstream | sudo tee /etc/ssh/portcullis_user_ca.pub',
     'pcctl auth export --type host >> ~/.ssh/known_hosts',
   );
 }
