@@ -19,10 +19,23 @@ export interface SinkOptions {
   readonly metrics: RecordingMetrics;
 }
 
+/** A batch sent to Redis and not yet answered; answers are taken in the order batches left. */
+interface Flight {
+  readonly batch: StoreItem[];
+  readonly bytes: number;
+  outcome: 'stored' | StoreFailure | undefined;
+  /** Taken back for the spool after an earlier batch failed: its answer no longer counts. */
+  abandoned: boolean;
+}
+
 /**
- * Where recorded items go, one writer at a time so order is never lost:
+ * Where recorded items go, in the order they were enqueued:
  *
- * - direct: pipelines to Redis, one batch in flight (a batch is whatever queued meanwhile);
+ * - direct: pipelines to Redis with up to MAX_FLIGHTS batches (IN_FLIGHT_BYTES) unanswered, so
+ *   the session, the recorder and Redis work at the same time instead of taking turns. A batch is
+ *   whatever queued meanwhile. One connection runs commands in the order sent, so batches land
+ *   in order; should one fail, it and every batch sent after it go back to the head of the queue
+ *   (re-sending one that did land is harmless: explicit stream ids make writes idempotent);
  * - spooling (best effort): Redis failed, so items append to the spool file; a retry timer
  *   drains the file to Redis in order and returns to direct once it is empty;
  * - holding (best effort): the spool failed too (full disk), so items wait in memory up to
@@ -35,6 +48,8 @@ export interface SinkOptions {
 export class RecordingSink {
   private queue: StoreItem[] = [];
   private queuedBytes = 0;
+  private flights: Flight[] = [];
+  private inFlightBytes = 0;
   private state: 'direct' | 'spooling' | 'holding' = 'direct';
   private running = false;
   private retryDue = false;
@@ -55,10 +70,24 @@ export class RecordingSink {
   private stopped = false;
   readonly lost = { events: 0, bytes: 0 };
 
-  constructor(private readonly o: SinkOptions) {}
+  /**
+   * A cluster client may retry one command (MOVED, TRYAGAIN) behind a later one, and a stream
+   * refuses an id below its last: a batch overtaken that way would read as already stored. One
+   * batch at a time there.
+   */
+  private readonly maxFlights: number;
+
+  constructor(private readonly o: SinkOptions) {
+    this.maxFlights = o.redis.isCluster ? 1 : MAX_FLIGHTS;
+  }
 
   get failed(): RecordingError | undefined {
     return this.failure;
+  }
+
+  /** Batches sent to Redis and not yet answered. */
+  get inFlight(): number {
+    return this.flights.length;
   }
 
   enqueue(item: StoreItem): void {
@@ -150,16 +179,72 @@ export class RecordingSink {
   }
 
   private kick(): void {
-    if (!this.running && !this.stopped) void this.run();
+    if (this.stopped || this.failure) return;
+    if (this.state === 'direct' && !this.retryDue && !this.running) this.launch();
+    else if (!this.running) void this.run();
   }
 
-  private takeBatch(): StoreItem[] {
+  /** At least one item (when any), then up to BATCH_ITEMS or `maxBytes`. */
+  private takeBatch(maxBytes = BATCH_BYTES): { batch: StoreItem[]; bytes: number } {
     let bytes = 0;
     let n = 0;
-    while (n < this.queue.length && n < BATCH_ITEMS && bytes < BATCH_BYTES) bytes += itemSize(this.queue[n++]!);
+    while (n < this.queue.length && n < BATCH_ITEMS && bytes < maxBytes) bytes += itemSize(this.queue[n++]!);
     const batch = this.queue.splice(0, n);
     this.queuedBytes -= bytes;
-    return batch;
+    return { batch, bytes };
+  }
+
+  /** Direct: sends batches while there is room in flight. */
+  private launch(): void {
+    while (this.queue.length > 0 && this.flights.length < this.maxFlights && this.inFlightBytes < IN_FLIGHT_BYTES) {
+      const { batch, bytes } = this.takeBatch(Math.min(BATCH_BYTES, IN_FLIGHT_BYTES - this.inFlightBytes));
+      const flight: Flight = { batch, bytes, outcome: undefined, abandoned: false };
+      this.flights.push(flight);
+      this.inFlightBytes += bytes;
+      writeItems(this.o.redis, this.o.id, batch, this.o).then(
+        () => this.landed(flight, 'stored'),
+        (e: unknown) => this.landed(flight, e instanceof StoreFailure ? e : new StoreFailure('error', e instanceof Error ? e.message : String(e))),
+      );
+    }
+    this.settle();
+  }
+
+  /** An answer from Redis; acted on once every batch sent before it has its answer too. */
+  private landed(flight: Flight, outcome: 'stored' | StoreFailure): void {
+    if (flight.abandoned) return;
+    flight.outcome = outcome;
+    for (let head = this.flights[0]; head?.outcome !== undefined; head = this.flights[0]) {
+      if (head.outcome === 'stored') {
+        this.flights.shift();
+        this.inFlightBytes -= head.bytes;
+        this.o.metrics.count('recording_events_stored_total', countEvents(head.batch));
+        this.done += head.batch.length;
+        continue;
+      }
+      const f = head.outcome;
+      const kind: RecordingTroubleKind = f.reason === 'oom' ? 'redis-oom' : f.reason === 'unreachable' ? 'redis-unreachable' : 'redis-error';
+      this.o.metrics.count('recording_store_failures_total', 1, { reason: kind });
+      if (this.o.mode === 'strict') {
+        this.fail(kind, f.message);
+        break;
+      }
+      // This batch and all sent after it, whatever their answers, go to the spool in order.
+      const back: StoreItem[] = [];
+      for (const x of this.flights) {
+        x.abandoned = true;
+        back.push(...x.batch);
+      }
+      this.queue = back.concat(this.queue);
+      this.queuedBytes += this.inFlightBytes;
+      this.flights = [];
+      this.inFlightBytes = 0;
+      this.state = 'spooling';
+      this.trouble(kind, 'spooling', `redis would not store the recording (${f.message}); spooling to disk`);
+      this.scheduleRetry();
+      break;
+    }
+    this.settle();
+    this.kick();
   }
 
   private async run(): Promise<void> {
@@ -172,35 +257,17 @@ export class RecordingSink {
           await this.retry();
           continue;
         }
-        if (this.queue.length === 0 || this.state === 'holding') break;
-        const batch = this.takeBatch();
+        if (this.queue.length === 0 || this.state !== 'spooling') break;
+        const { batch } = this.takeBatch();
         this.settle();
-        if (this.state === 'direct') {
-          try {
-            await writeItems(this.o.redis, this.o.id, batch, this.o);
-            this.o.metrics.count('recording_events_stored_total', countEvents(batch));
-            this.done += batch.length;
-            this.settle();
-            continue;
-          } catch (e) {
-            const f = e instanceof StoreFailure ? e : new StoreFailure('error', e instanceof Error ? e.message : String(e));
-            const kind: RecordingTroubleKind = f.reason === 'oom' ? 'redis-oom' : f.reason === 'unreachable' ? 'redis-unreachable' : 'redis-error';
-            this.o.metrics.count('recording_store_failures_total', 1, { reason: kind });
-            if (this.o.mode === 'strict') {
-              this.fail(kind, f.message);
-              break;
-            }
-            this.state = 'spooling';
-            this.trouble(kind, 'spooling', `redis would not store the recording (${f.message}); spooling to disk`);
-            this.scheduleRetry();
-          }
-        }
         await this.spoolBatch(batch);
       }
     } finally {
       this.running = false;
       this.settle();
     }
+    // Back to direct (the retry drained the spool): what queued meanwhile goes to Redis.
+    if (this.state === 'direct' && !this.retryDue) this.launch();
   }
 
   private async spoolBatch(batch: StoreItem[]): Promise<void> {
@@ -299,6 +366,9 @@ export class RecordingSink {
     this.failure = new RecordingError('ERR_NOT_STORED', `recording: session ${this.o.id} could not be recorded (${kind}: ${message}); strict recording ends the session`);
     this.queue = [];
     this.queuedBytes = 0;
+    for (const x of this.flights) x.abandoned = true;
+    this.flights = [];
+    this.inFlightBytes = 0;
     this.trouble(kind, 'session-ended', message);
     // The file stays: the recording is short of its end, and uploadSpool (next start, or the
     // service's periodic run) marks it interrupted. Closed, so this process no longer owns it.
@@ -314,6 +384,12 @@ export class RecordingSink {
 
 const BATCH_ITEMS = 1024;
 const BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Batches and bytes unanswered at once. Four keep Redis busy while the recorder prepares the
+ * next (bench/recording.ts); the bytes bound the memory a session holds beyond highWaterBytes.
+ */
+const MAX_FLIGHTS = 4;
+const IN_FLIGHT_BYTES = 4 * 1024 * 1024;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
 

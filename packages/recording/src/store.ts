@@ -129,13 +129,17 @@ export async function writeItems(redis: RedisClient, id: string, items: readonly
     if (meta) p.pexpire(keys.meta, opts.retentionMs);
     if (snapshots) p.pexpire(keys.snapshots, opts.retentionMs);
   }
-  if (bulk.length > 0) await bulkChecked(bulk, opts.timeoutMs);
-  if (p.length > 0) await execChecked(p, opts.timeoutMs);
+  // Everything is sent before anything is awaited: the sink may call again before this answers,
+  // and its XADDs must not reach the stream ahead of these (Redis would refuse these ids then).
+  const answers: Promise<void>[] = [];
+  if (bulk.length > 0) answers.push(bulkChecked(bulk, opts.timeoutMs));
+  if (p.length > 0) answers.push(execChecked(p, opts.timeoutMs));
   if (indexes.length > 0) {
     const q = redis.pipeline();
     for (const entry of indexes) addIndexCommands(q, id, entry);
-    await execChecked(q, opts.timeoutMs);
+    answers.push(execChecked(q, opts.timeoutMs));
   }
+  await Promise.all(answers);
 }
 
 type Pipeline = ReturnType<RedisClient['pipeline']>;
