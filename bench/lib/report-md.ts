@@ -38,7 +38,7 @@ export interface ReportInput {
   /** The suites this invocation ran (the others' figures come from earlier runs). */
   readonly ranNow: readonly string[];
   /** Every suite known to the report or found in bench/out, in report order. */
-  readonly suites: ReadonlyArray<{ readonly suite: string; readonly results: SavedResults | undefined; readonly run: SuiteRun | undefined }>;
+  readonly suites: ReadonlyArray<{ readonly suite: string; readonly title: string; readonly results: SavedResults | undefined; readonly run: SuiteRun | undefined }>;
 }
 
 export const README_BEGIN = '<!-- bench:begin -->';
@@ -67,7 +67,7 @@ function overview(input: ReportInput): string {
   for (const s of input.suites) {
     const at = s.results?.at ?? s.run?.at;
     const when = at === undefined ? '' : `${at.slice(0, 16).replace('T', ' ')} UTC${input.ranNow.includes(s.suite) ? '' : ' (earlier run)'}`;
-    const mode = s.run === undefined ? 'own run' : s.run.quick ? 'quick' : 'full';
+    const mode = s.run === undefined ? 'run alone' : s.run.quick ? 'quick' : 'full';
     const took = s.run === undefined ? '' : `${s.run.seconds.toFixed(0)} s`;
     lines.push(`| ${s.suite} | ${status(s)} | ${when} | ${mode} | ${took} | ${s.results === undefined ? '' : load(s.results.machine.loadavg)} |`);
   }
@@ -78,11 +78,11 @@ function overview(input: ReportInput): string {
 export function suiteSections(input: ReportInput, heading: string): string {
   const out: string[] = [];
   for (const s of input.suites) {
-    const title = s.results?.title ?? s.suite;
+    const title = s.results?.title ?? s.title;
     out.push(`${heading} ${title}`, '');
     const failed = s.run !== undefined && s.run.outcome !== 'ok';
     if (failed) {
-      out.push(`**Failed** (${s.run!.outcome}) after ${fmt(s.run!.seconds)} s; last lines of its stderr:`, '', '```', ...s.run!.stderrTail, '```', '');
+      out.push(`**Failed** (${s.run!.outcome}) after ${s.run!.seconds.toFixed(0)} s; last lines of its stderr:`, '', '```', ...s.run!.stderrTail, '```', '');
       continue;
     }
     if (s.results === undefined) {
