@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive, redisProcessesUnder, startRedis } from '@portcullis/harness';
 import type { RedisHandle } from '@portcullis/harness';
 import { startSessionRecording } from '@portcullis/proxy';
-import type { ProxyAuditEvent, SessionRecording, SessionTap } from '@portcullis/proxy';
+import type { ProxyAuditEvent, RecorderTuning, SessionRecording, SessionTap } from '@portcullis/proxy';
 import { readRecordingEvents, readRecordingMeta } from '@portcullis/recording';
 import type { RecordingMeta, RedisClient } from '@portcullis/recording';
 import { startSystem } from '../e2e/support/portcullis.js';
@@ -40,6 +40,7 @@ export interface RecordedSystemOptions extends SystemOptions {
   /** The spool directory (default: `spool` in the system's temp dir). */
   readonly spoolDir?: string;
   readonly uploadIntervalMs?: number;
+  readonly tuning?: RecorderTuning;
 }
 
 /** The e2e system with recording as `portcullis start` wires it: same Redis, proxy's metrics and audit. */
@@ -60,7 +61,7 @@ export async function startRecordedSystem(o: RecordedSystemOptions = {}): Promis
       log,
       uploadIntervalMs: o.uploadIntervalMs ?? 1_000,
       // Short, so a test that stops Redis sees the spool at once rather than after retries.
-      tuning: { storeTimeoutMs: 1_000 },
+      tuning: { storeTimeoutMs: 1_000, ...o.tuning },
     });
   } catch (e) {
     recorderRedis.disconnect();
@@ -92,7 +93,7 @@ export interface RedisControl {
    * the shutdown writes the data set (users, tokens, recordings) that start() loads again.
    */
   stop(): Promise<void>;
-  /** Starts redis-server again on the same port and directory. */
+  /** Starts redis-server again on the same port and directory (nothing when it runs). */
   start(): Promise<void>;
   /** Stops a server start() made (teardown). */
   close(): Promise<void>;
@@ -102,9 +103,11 @@ function redisControl(sys: System): RedisControl {
   // The e2e system runs one redis-server on TCP, never a cluster.
   const port = Number((sys.auth.context.redis.options as { port?: number }).port);
   let restarted: RedisHandle | undefined;
+  let stopped = false;
   return {
     port,
     async stop() {
+      stopped = true;
       await sys.auth.context.redis.config('SET', 'save', '3600 1');
       const pids = redisProcessesUnder(sys.dir.path);
       if (pids.length !== 1) throw new Error(`expected one redis-server under ${sys.dir.path}, found ${pids.join(', ') || 'none'}`);
@@ -113,7 +116,9 @@ function redisControl(sys: System): RedisControl {
       restarted = undefined;
     },
     async start() {
+      if (!stopped) return;
       restarted = await startRedis({ dir: sys.dir.path, port });
+      stopped = false;
     },
     async close() {
       await restarted?.stop();
