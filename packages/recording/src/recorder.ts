@@ -90,6 +90,23 @@ const PTY_FLUSH_BYTES = 32 * 1024;
 /** 256 KiB less room for the event's head, digest and Redis's own entry overhead. */
 const BULK_FLUSH_BYTES = 256 * 1024 - 1024;
 
+/**
+ * Slabs whose events Redis has stored, for the next bulk chunks (shared by all recorders; slabs
+ * are all BULK_FLUSH_BYTES). A fresh 256 KiB per event was memory outside V8's heap, and
+ * allocating it that fast made V8 run a full GC every few dozen events (--trace-gc: "external
+ * memory pressure"), a quarter of a recorded download's CPU in the proxy.
+ */
+const freeSlabs: Buffer[] = [];
+const MAX_FREE_SLABS = 16;
+
+function takeSlab(): Buffer {
+  return freeSlabs.pop() ?? Buffer.allocUnsafe(BULK_FLUSH_BYTES);
+}
+
+function returnSlab(slab: Buffer): void {
+  if (freeSlabs.length < MAX_FREE_SLABS) freeSlabs.push(slab);
+}
+
 const MAX_TYPED_LINES = 10_000;
 /** Bytes a terminal emulator may have queued before the session waits for it (xterm drops past 50 MB). */
 const SCREEN_BACKLOG = 4 * 1024 * 1024;
@@ -416,8 +433,8 @@ export class Recorder {
     if (p && (p.type !== type || p.channel !== channel || p.stream !== stream)) this.flushPending();
     if (!this.pending) {
       const bulk = this.o.flushBytes === undefined && type === 'output' && !this.channels.get(channel)?.screen;
-      const limit = this.o.flushBytes ?? (bulk ? BULK_FLUSH_BYTES : PTY_FLUSH_BYTES);
-      this.pending = { type, channel, stream, t: this.offset(), parts: [], slab: bulk ? Buffer.allocUnsafe(limit) : undefined, limit, size: 0 };
+      const limit = bulk ? BULK_FLUSH_BYTES : (this.o.flushBytes ?? PTY_FLUSH_BYTES);
+      this.pending = { type, channel, stream, t: this.offset(), parts: [], slab: bulk ? takeSlab() : undefined, limit, size: 0 };
       this.pendingTimer = setTimeout(() => this.flushPending(), this.o.flushIntervalMs ?? 10);
     }
     const pending = this.pending;
@@ -444,14 +461,19 @@ export class Recorder {
     // Concatenating copies (the caller may reuse its buffers once the call returns); the view
     // over the result does not copy again. A slab flushed mostly empty (a timer, another event)
     // is copied out, so a queued event never pins more memory than its size says.
-    const joined = !p.slab ? Buffer.concat(p.parts, p.size) : p.size >= p.limit / 2 ? p.slab.subarray(0, p.size) : Buffer.from(p.slab.subarray(0, p.size));
+    // A slab goes back to the pool once Redis has its event (the event is its only reader).
+    const slab = p.slab;
+    const own = slab !== undefined && p.size >= p.limit / 2;
+    const joined = !slab ? Buffer.concat(p.parts, p.size) : own ? slab.subarray(0, p.size) : Buffer.from(slab.subarray(0, p.size));
+    if (slab && !own) returnSlab(slab);
     const data = new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength);
     this.o.metrics?.count('recording_bytes_total', data.length);
+    const stored = own ? () => returnSlab(slab) : undefined;
     if (p.type === 'input') {
-      this.record({ type: 'input', channel: p.channel, data }, p.t);
+      this.record({ type: 'input', channel: p.channel, data }, p.t, stored);
       return;
     }
-    const seq = this.record({ type: 'output', channel: p.channel, stream: p.stream, data }, p.t);
+    const seq = this.record({ type: 'output', channel: p.channel, stream: p.stream, data }, p.t, stored);
     const st = this.channels.get(p.channel);
     if (!st?.screen) return;
     st.screen.write(data);
@@ -486,11 +508,11 @@ export class Recorder {
   }
 
   /** Numbers, stamps, chains and queues one event; returns its sequence number. */
-  private record(body: RecordingEventBody, t: number): number {
+  private record(body: RecordingEventBody, t: number, stored?: () => void): number {
     const seq = ++this.seq;
     const event = encodeEvent({ ...body, seq, t });
     this.digest = chainEvent(this.digest, event);
-    this.sink!.enqueue({ kind: 'event', seq, t, event, digest: this.digest });
+    this.sink!.enqueue(stored ? { kind: 'event', seq, t, event, digest: this.digest, stored } : { kind: 'event', seq, t, event, digest: this.digest });
     return seq;
   }
 }

@@ -219,6 +219,7 @@ export class RecordingSink {
         this.inFlightBytes -= head.bytes;
         this.o.metrics.count('recording_events_stored_total', countEvents(head.batch));
         this.done += head.batch.length;
+        for (const item of head.batch) if (item.kind === 'event') item.stored?.();
         continue;
       }
       const f = head.outcome;

@@ -1,4 +1,5 @@
-import type { Cluster, Redis } from 'ioredis';
+import type { Writable } from 'node:stream';
+import { Command, type Cluster, type Redis } from 'ioredis';
 import { decodeEvent, decodeSnapshot, encodeSnapshot, metaFromFields, type EncodedEvent } from './codec.js';
 import { RecordingError } from './errors.js';
 import { indexKeys, parseStreamId, recordingKeys, streamId } from './keys.js';
@@ -11,7 +12,15 @@ export type RedisClient = Redis | Cluster;
  * spool file holds while Redis is away, so draining the spool is replaying them.
  */
 export type StoreItem =
-  | { readonly kind: 'event'; readonly seq: number; readonly t: number; readonly event: EncodedEvent; readonly digest: Uint8Array }
+  | {
+      readonly kind: 'event';
+      readonly seq: number;
+      readonly t: number;
+      readonly event: EncodedEvent;
+      readonly digest: Uint8Array;
+      /** Called once Redis has confirmed the event: nothing reads its data after that, so it may be reused. */
+      readonly stored?: () => void;
+    }
   | { readonly kind: 'meta'; readonly fields: Readonly<Record<string, string>> }
   | { readonly kind: 'snapshot'; readonly snapshot: ScreenSnapshot }
   | { readonly kind: 'index'; readonly entry: IndexEntry };
@@ -106,7 +115,10 @@ export async function writeItems(redis: RedisClient, id: string, items: readonly
       case 'event':
         events = true;
         if (item.event.data.length >= BULK_BYTES && p.length === 0 && !redis.isCluster) {
-          bulk.push(redis.xadd(keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest)));
+          const prefix = (redis as Redis).options.keyPrefix;
+          const xadd = new StreamAdd('xadd', [keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest)], prefix ? { keyPrefix: prefix } : {});
+          void redis.sendCommand(xadd);
+          bulk.push(xadd.promise);
         } else {
           p.xadd(keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest));
         }
@@ -163,6 +175,40 @@ function addIndexCommands(q: Pipeline, id: string, e: IndexEntry): void {
 
 /** An event at least this large is written as a command of its own rather than in the pipeline. */
 const BULK_BYTES = 64 * 1024;
+
+/**
+ * A command whose large arguments go to the socket as they are. ioredis copies a command with
+ * any Buffer argument into one new Buffer before writing it (Command#toWritable): for a bulk
+ * event, a copy of its data and as much garbage outside V8's heap, which is what drives V8's
+ * full collections. Here the small parts are encoded and the large ones written between them,
+ * corked so they leave in one writev. Only for commands sent on their own: a pipeline writes
+ * what toWritable returns to its own buffer, not to this socket.
+ */
+class StreamAdd extends Command {
+  override toWritable(socket: object): string | Buffer {
+    const out = socket as Writable;
+    let parts: (string | Buffer)[] = [`*${this.args.length + 1}\r\n$${this.name.length}\r\n${this.name}\r\n`];
+    out.cork();
+    for (const arg of this.args) {
+      const b = Buffer.isBuffer(arg) ? arg : Buffer.from(String(arg));
+      parts.push(`$${b.length}\r\n`);
+      if (b.length < BULK_BYTES) {
+        parts.push(b, '\r\n');
+        continue;
+      }
+      out.write(joinParts(parts));
+      out.write(b);
+      parts = ['\r\n'];
+    }
+    process.nextTick(() => out.uncork());
+    // ioredis writes this to the same socket right away, still corked.
+    return joinParts(parts);
+  }
+}
+
+function joinParts(parts: readonly (string | Buffer)[]): Buffer {
+  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : p)));
+}
 
 async function bulkChecked(writes: Promise<unknown>[], timeoutMs: number): Promise<void> {
   const settled = Promise.allSettled(writes);
