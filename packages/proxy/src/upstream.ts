@@ -72,6 +72,7 @@ export function dialTarget(r: DialRequest): Promise<Upstream> {
   return new Promise<Upstream>((resolve, reject) => {
     const client = new ssh2.Client();
     let mintError: unknown;
+    let issuedCert: Certificate | undefined;
     let issued: IssuedCertificate | undefined;
     let settled = false;
     const fail = (e: ProxyError): void => {
@@ -87,6 +88,7 @@ export function dialTarget(r: DialRequest): Promise<Upstream> {
       minting.then(
         (m) => {
           issued = m.issued;
+          issuedCert = m.cert;
           let identity;
           try {
             identity = certificateIdentity(key, m.cert);
@@ -122,7 +124,7 @@ export function dialTarget(r: DialRequest): Promise<Upstream> {
       resolve({ client, target: r.target, certificate: issued, hostCertificate: hostCert });
     });
     client.on('error', (e: Error & { level?: string }) => {
-      fail(describeDialError(e, { verdict: verifier.verdict, mintError, target: r.target, login: r.login }));
+      fail(describeDialError(e, { verdict: verifier.verdict, mintError, target: r.target, login: r.login, issued: issuedCert }));
     });
     client.once('close', () => {
       fail(new ProxyError('ERR_UPSTREAM', `proxy: ${host} closed the connection during login`));
@@ -154,7 +156,7 @@ function acceptedCertificate(v: HostKeyVerdict | undefined): Certificate | undef
 /** One clear sentence for the user, by what went wrong first. */
 function describeDialError(
   e: Error & { level?: string },
-  o: { verdict: HostKeyVerdict | undefined; mintError: unknown; target: TargetHost; login: string },
+  o: { verdict: HostKeyVerdict | undefined; mintError: unknown; target: TargetHost; login: string; issued: Certificate | undefined },
 ): ProxyError {
   const host = JSON.stringify(o.target.name);
   if (o.verdict !== undefined && !o.verdict.accepted) {
@@ -171,9 +173,19 @@ function describeDialError(
   if (e.level === 'client-authentication') {
     return new ProxyError(
       'ERR_UPSTREAM',
-      `${host} refused the login ${JSON.stringify(o.login)} with the certificate from auth (does its sshd trust the upstream CA in TrustedUserCAKeys, and does the login exist?)`,
+      // sshd gives no reason over SSH; these are the causes seen in practice, the clock first
+      // because it is the one nobody looks for (sshd logs "Certificate invalid: expired").
+      `${host} refused the login ${JSON.stringify(o.login)} with the certificate from auth: is its clock more than 5 minutes off ` +
+        `(it then sees the certificate${validity(o.issued)} as expired or not yet valid), does its sshd trust the upstream CA in TrustedUserCAKeys, does the login exist? Its sshd log says which`,
     );
   }
   if (e.level === 'client-timeout') return new ProxyError('ERR_UPSTREAM', `${host} (${o.target.address}:${o.target.port}) did not answer in time`);
   return new ProxyError('ERR_UPSTREAM', `cannot reach ${host} at ${o.target.address}:${o.target.port}: ${e.message}`);
+}
+
+/** ` (valid 10:00:00 to 10:06:00 UTC)`, the window by auth's clock, for a refusal message. */
+function validity(cert: Certificate | undefined): string {
+  if (cert === undefined) return '';
+  const at = (s: bigint): string => new Date(Number(s) * 1000).toISOString().slice(11, 19);
+  return ` (valid ${at(cert.validAfter)} to ${at(cert.validBefore)} UTC)`;
 }

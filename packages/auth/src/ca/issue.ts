@@ -49,8 +49,15 @@ export type RefusalReason =
 export const DEFAULT_USER_CERT_TTL = 300;
 /** Certificates are back-dated this much so a client whose clock runs late can use them at once. */
 export const CLOCK_SKEW_SECONDS = 60;
-/** The upstream certificate the proxy dials a target with: valid from 60 s ago to 60 s ahead. */
+/** The upstream certificate the proxy dials a target with: used within this many seconds. */
 export const UPSTREAM_CERT_TTL = 60;
+/**
+ * How far a target's clock may be off, either way, and still accept an upstream certificate:
+ * it is valid from this long before issuance to this long after its TTL. Targets are many and
+ * their clocks less looked after than the bastion's; a wider window costs little, because the
+ * certificate's key is made for one connection and never leaves the proxy's memory.
+ */
+export const UPSTREAM_CLOCK_SKEW_SECONDS = 300;
 export const DEFAULT_HOST_CERT_DAYS = 30;
 export const MAX_HOST_CERT_DAYS = 365;
 /** The proxy's own host certificate for one target name (ProxyJump termination). */
@@ -234,8 +241,8 @@ export interface UpstreamCertificateRequest {
 
 /**
  * The certificate the proxy dials one target with: principal exactly [login] after canLogin
- * says this user may use that login on that host, valid for two minutes around now. No
- * source-address: the proxy, not the user, connects.
+ * says this user may use that login on that host, valid for its TTL plus the clock skew a
+ * target may have either way. No source-address: the proxy, not the user, connects.
  */
 export function decideUpstreamCertificate(r: UpstreamCertificateRequest): Decision<CertificateDraft> {
   const bad = checkCommon(r.requestId, r.user, '"user"') ?? (r.proxy === undefined ? undefined : checkCommon(r.requestId, r.proxy, '"proxy"'));
@@ -264,8 +271,8 @@ export function decideUpstreamCertificate(r: UpstreamCertificateRequest): Decisi
     kind: 'user',
     keyId: `${r.user} req=${r.requestId}${r.proxy === undefined ? '' : ` via=${r.proxy}`}`,
     principals: [r.login],
-    validAfter: now - BigInt(CLOCK_SKEW_SECONDS),
-    validBefore: now + BigInt(ttl),
+    validAfter: now - BigInt(UPSTREAM_CLOCK_SKEW_SECONDS),
+    validBefore: now + BigInt(ttl + UPSTREAM_CLOCK_SKEW_SECONDS),
     ...extensionsFor(r.policy, undefined),
   });
 }
