@@ -1,2 +1,3 @@
 export * from './stats.js';
 export * from './engine.js';
+export * from './held.js';
