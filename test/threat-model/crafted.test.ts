@@ -2,7 +2,9 @@
 // OpenSSH sshd: certificates that a careless or hostile CA path could produce, each signed by a
 // CA both of them trust, each refused by both. The proxy runs with the stand-in authority
 // (packages/proxy/test/support) so these tests hold the user CA's private key; the
-// real-auth threats (offboarding, expiry, impersonation) are in system.test.ts.
+// real-auth threats (offboarding, expiry, impersonation) are in system.test.ts. The `direct`
+// sshd below is an oracle trusting the user CA, as no real target does: targets (the fixture's
+// web01) trust the upstream CA only, and the first tests check that split.
 //
 // Every refusal is paired with a control: the same identity made well-formed is accepted, so a
 // refusal proves the defect is what is refused, not a broken fixture.
@@ -138,6 +140,39 @@ describe('threat model: crafted certificates at the proxy and at sshd', { skip: 
     assert.equal(d.code, 255, `sshd accepted ${what}: ${d.stdout}`);
     assert.match(d.stderr, /Permission denied/);
   }
+
+  /** ssh straight to the fixture's target web01, around the proxy, as someone on its network could. */
+  const atTarget = (id: { identity: string; certificate: string }) =>
+    run('ssh', [
+      '-F', '/dev/null',
+      ...['IdentitiesOnly=yes', 'IdentityAgent=none', `IdentityFile=${id.identity}`, `CertificateFile=${id.certificate}`, 'BatchMode=yes',
+        'StrictHostKeyChecking=no', 'UserKnownHostsFile=/dev/null', 'LogLevel=ERROR', 'ConnectTimeout=10'].flatMap((o) => ['-o', o]),
+      '-p', String(f.web01.port), 'root@127.0.0.1', '--', 'id -un',
+    ], { timeoutMs: LOADED_MS });
+
+  it('bypass: an engineer\'s own certificate opens the proxy, and not the target behind it (which trusts the upstream CA only)', async () => {
+    const subject = generateKey(nodeCrypto, 'ssh-ed25519');
+    const id = identity(subject, craft(subject, f.authority.userCA));
+    const p = await viaProxy(id);
+    assert.equal(p.code, 0, p.stderr);
+    assert.equal(p.stdout, 'root\n');
+    const since = f.web01.log().length;
+    const t = await atTarget(id);
+    assert.equal(t.code, 255, `the target accepted a user certificate directly: ${t.stdout}`);
+    assert.match(t.stderr, /Permission denied/);
+    await f.web01.waitForLog(/Failed publickey for root .*-CERT /, { since, timeoutMs: LOADED_MS });
+  });
+
+  it('the proxy does not take a certificate of the upstream CA from a client (that CA is for targets)', async () => {
+    const subject = generateKey(nodeCrypto, 'ssh-ed25519');
+    const id = identity(subject, craft(subject, f.authority.upstreamCA));
+    f.audit.length = 0;
+    const p = await viaProxy(id);
+    assert.equal(p.code, 255, `proxy accepted an upstream CA certificate: ${p.stdout}`);
+    await f.waitForAudit('session.refused', (e) => e.fields['reason'] === 'ERR_UNTRUSTED_CA', 30_000);
+    // The target itself would take it: what keeps it from users is that only the proxy holds such keys.
+    assert.equal((await atTarget(id)).code, 0);
+  });
 
   it('control: a well-formed certificate from each trusted CA is accepted by both', async () => {
     for (const ca of [f.authority.userCA, rsaCA]) {

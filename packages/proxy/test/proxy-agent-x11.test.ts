@@ -48,7 +48,7 @@ describe('proxy: agent and X11 forwarding', { skip }, () => {
     const spec = writeKeyAndCertificate(`${d}/host_key`, key, f.authority.hostCertificate(key, ['x11.example.test']));
     x11Target = await startSshd({
       dir: d,
-      trustedUserCAKeys: formatPublicKey(publicPart(f.authority.userCA)),
+      trustedUserCAKeys: formatPublicKey(publicPart(f.authority.upstreamCA)),
       hostKey: spec,
       extraConfig: ['X11Forwarding yes', 'X11UseLocalhost yes', 'XAuthLocation /usr/bin/xauth'],
     });

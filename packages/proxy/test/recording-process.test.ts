@@ -63,6 +63,7 @@ describe('the proxy process', { skip }, () => {
     alice = f.identity('alice');
     const state: StandInState = {
       userCA: formatPrivateKey(f.authority.userCA, { crypto: nodeCrypto }),
+      upstreamCA: formatPrivateKey(f.authority.upstreamCA, { crypto: nodeCrypto }),
       hostCA: formatPrivateKey(f.authority.hostCA, { crypto: nodeCrypto }),
       recordingKey: formatPrivateKey(recordingKey, { crypto: nodeCrypto }),
       hosts: f.authority.hosts,

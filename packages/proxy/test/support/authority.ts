@@ -41,7 +41,10 @@ export interface UserCertificateOptions {
 }
 
 export class StandInAuthority implements AuthorityClient {
+  /** Signs the certificates clients hold; the proxy trusts it, targets do not. */
   readonly userCA = newKey();
+  /** Signs what the proxy dials targets with; the fixture's targets trust only this one, as enrolled hosts do. */
+  readonly upstreamCA = newKey();
   readonly hostCA = newKey();
   readonly hosts: TargetHost[] = [];
   readonly users = new Map<string, UserAccess>();
@@ -127,7 +130,7 @@ export class StandInAuthority implements AuthorityClient {
         validBefore: now + 60n,
         ...optionsFromPermissions({ ...NO_PERMISSIONS, pty: true, portForwarding: access.portForwarding, agentForwarding: access.agentForwarding, x11Forwarding: access.x11Forwarding }),
       },
-      keySigner(nodeCrypto, this.userCA),
+      keySigner(nodeCrypto, this.upstreamCA),
       { crypto: nodeCrypto },
     );
     return { certificate: formatCertificate(cert), serial, validBefore: cert.validBefore };

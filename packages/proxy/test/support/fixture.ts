@@ -104,7 +104,7 @@ async function build(
     }
     const sshd = await startSshd({
       dir: d,
-      trustedUserCAKeys: formatPublicKey(publicPart(authority.userCA)),
+      trustedUserCAKeys: formatPublicKey(publicPart(authority.upstreamCA)),
       revokedKeys: authority.krlBytes(),
       ...(keySpec === undefined ? {} : { hostKey: keySpec }),
       extraConfig: [`Subsystem sftp ${SFTP_SERVER}`, 'AcceptEnv LANG LC_* SSH_ORIGINAL_COMMAND', 'AllowTcpForwarding yes', 'PermitTTY yes'],

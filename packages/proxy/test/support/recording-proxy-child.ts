@@ -13,6 +13,7 @@ import { StandInAuthority } from './authority.js';
 /** What the parent test hands over: private keys as OpenSSH text. */
 export interface StandInState {
   readonly userCA: string;
+  readonly upstreamCA: string;
   readonly hostCA: string;
   readonly recordingKey: string;
   readonly hosts: readonly TargetHost[];
@@ -28,7 +29,7 @@ const state = JSON.parse(readFileSync(statePath, 'utf8')) as StandInState;
 const key = (text: string): SigningPrivateKey => parsePrivateKey(text).key as SigningPrivateKey;
 const authority = new StandInAuthority(state.users);
 // The same CAs as the parent's stand-in, so its sshd and its clients trust this process.
-Object.assign(authority as unknown as Record<string, unknown>, { userCA: key(state.userCA), hostCA: key(state.hostCA) });
+Object.assign(authority as unknown as Record<string, unknown>, { userCA: key(state.userCA), upstreamCA: key(state.upstreamCA), hostCA: key(state.hostCA) });
 authority.hosts.push(...state.hosts);
 
 process.exitCode = await runMain(['--config', configPath], {
