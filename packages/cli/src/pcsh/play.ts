@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { followRecording, play, readRecordingEvents, type RecordingEvent, type ReplayItem } from '@portcullis/recording';
 import { CliError } from '../common/errors.js';
 import { withExamples } from '../common/help.js';
-import { requireRecordingMeta, withRecordings, type RedisOptions } from './recordings.js';
+import { REDIS_FLAG, requireRecordingMeta, withRecordings, type RedisOptions } from './recordings.js';
 
 /*
  * `pcsh play` replays a recording in this terminal and `pcsh join` follows a live one. Both
@@ -188,7 +188,6 @@ export async function joinCommand(o: RedisOptions, id: string): Promise<void> {
   });
 }
 
-const REDIS_FLAG = ['--redis <url>', "the recordings' Redis (default: PORTCULLIS_REDIS_URL, else redis://127.0.0.1:6379)"] as const;
 
 export function addPlayCommands(program: Command): void {
   withExamples(

@@ -1,6 +1,6 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { Redis } from 'ioredis';
+import { parse as parseYaml } from 'yaml';
 import { parsePublicKeyText } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import {
@@ -15,6 +15,7 @@ import {
   type RecordingQuery,
   type RecordingState,
 } from '@portcullis/recording';
+import { connectRedis, isStoreError, parseRedisConfig, type RedisClient, type RedisConfig } from '@portcullis/store';
 import { CliError } from '../common/errors.js';
 import { withExamples } from '../common/help.js';
 import { formatSpan, printJson, printTable, writeOut } from '../common/output.js';
@@ -25,7 +26,9 @@ import { loggedIn } from '../common/session.js';
  * gateway: the gateway's recordings API is bound to browser sessions (cookie + CSRF), which a
  * CLI cannot hold. Reading Redis is an administrator's power already (whoever reaches Redis
  * reaches every recording), so these commands are for admins on the auth/bastion machine:
- * --redis URL, else PORTCULLIS_REDIS_URL, else the local default.
+ * --redis, else PORTCULLIS_REDIS_URL, else the local default. Either is a redis://, rediss:// or
+ * unix:// URL, or the path of a service config file (proxy.yaml, web's or auth's) whose `redis`
+ * section is used: that is how Sentinel and Cluster are reached, with the service's own settings.
  */
 
 export interface RedisOptions {
@@ -38,30 +41,52 @@ export function redisUrlOf(o: RedisOptions, env: NodeJS.ProcessEnv = process.env
   return o.redis ?? env['PORTCULLIS_REDIS_URL'] ?? DEFAULT_REDIS_URL;
 }
 
-/** A Redis connection that fails fast with one line instead of retrying forever. */
-export async function openRecordings(o: RedisOptions): Promise<Redis> {
-  const url = redisUrlOf(o);
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null });
-  redis.on('error', () => {});
+/** The --redis value as a redis section: a URL as is, a file by its `redis` section. */
+export function redisConfigOf(o: RedisOptions, env: NodeJS.ProcessEnv = process.env): RedisConfig {
+  const where = redisUrlOf(o, env);
+  if (/^(redis|rediss|unix):\/\//.test(where)) return { url: where };
+  let doc: unknown;
   try {
-    await redis.connect();
+    doc = parseYaml(readFileSync(where, 'utf8'));
   } catch (e) {
-    redis.disconnect();
-    throw new CliError('ERR_UNREACHABLE', `cannot reach the recordings' Redis at ${url.replace(/\/\/[^@/]*@/, '//…@')}: ${(e as Error).message} (recordings are read on the auth machine; --redis or PORTCULLIS_REDIS_URL)`);
+    throw new CliError('ERR_USAGE', `--redis: expected a redis://, rediss:// or unix:// URL or a config file with a redis section; cannot read ${where}: ${(e as Error).message}`);
   }
-  return redis;
-}
-
-export async function withRecordings<T>(o: RedisOptions, f: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = await openRecordings(o);
+  const section = typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>)['redis'] : undefined;
+  if (section === undefined) throw new CliError('ERR_USAGE', `--redis: ${where} has no redis section`);
+  let config: RedisConfig;
   try {
-    return await f(redis);
-  } finally {
-    redis.disconnect();
+    config = parseRedisConfig(section);
+  } catch (e) {
+    throw new CliError('ERR_USAGE', `--redis: ${where}: ${(e as Error).message}`);
+  }
+  if ('embedded' in config) {
+    throw new CliError('ERR_USAGE', `--redis: ${where} runs an embedded Redis; pass its socket instead: --redis unix://${config.embedded.stateDir}/redis.sock`);
+  }
+  return config;
+}
+
+/** A Redis connection (URL, Sentinel or Cluster) that fails fast with one line instead of retrying forever. */
+export async function openRecordings(o: RedisOptions): Promise<{ client: RedisClient; close(): Promise<void> }> {
+  const config = redisConfigOf(o);
+  try {
+    return await connectRedis(config, { readyTimeoutMs: 3_000, maxRetriesPerRequest: 1 });
+  } catch (e) {
+    if (!isStoreError(e)) throw e;
+    // The store's message names the target without its password.
+    throw new CliError('ERR_UNREACHABLE', `cannot reach the recordings' Redis: ${e.message} (recordings are read on the auth machine; --redis or PORTCULLIS_REDIS_URL)`);
   }
 }
 
-export async function requireRecordingMeta(redis: Redis, id: string): Promise<RecordingMeta> {
+export async function withRecordings<T>(o: RedisOptions, f: (redis: RedisClient) => Promise<T>): Promise<T> {
+  const conn = await openRecordings(o);
+  try {
+    return await f(conn.client);
+  } finally {
+    await conn.close();
+  }
+}
+
+export async function requireRecordingMeta(redis: RedisClient, id: string): Promise<RecordingMeta> {
   let meta: RecordingMeta | undefined;
   try {
     meta = await readRecordingMeta(redis, id);
@@ -184,7 +209,7 @@ async function removeCommand(o: RedisOptions, ids: readonly string[]): Promise<v
   });
 }
 
-const REDIS_FLAG = ['--redis <url>', "the recordings' Redis (default: PORTCULLIS_REDIS_URL, else redis://127.0.0.1:6379)"] as const;
+export const REDIS_FLAG = ['--redis <url|file>', "the recordings' Redis: a URL, or a config file whose redis section says url, sentinel or cluster (default: PORTCULLIS_REDIS_URL, else redis://127.0.0.1:6379)"] as const;
 
 function addListOptions(cmd: Command): Command {
   return cmd
