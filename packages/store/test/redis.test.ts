@@ -98,6 +98,24 @@ test('connectRedis: nothing listening fails at the deadline with the cause', { s
   });
 });
 
+test('connectRedis(waitForReady: false): starts at once with nothing listening, and heals when Redis comes', { skip }, async (t) => {
+  const tmp = tempDir();
+  t.after(() => tmp.remove());
+  const port = await freePort();
+  const errors: string[] = [];
+  const started = Date.now();
+  const conn = await connectRedis({ url: `redis://:pw-secret@127.0.0.1:${port}` }, { waitForReady: false, maxRetriesPerRequest: 1, onClientError: (m) => errors.push(m) });
+  t.after(() => conn.close());
+  assert.ok(Date.now() - started < 1_000, 'did not wait for a server');
+  await assert.rejects(conn.client.set('pc:{test}:k', '1'));
+  const server = await startRedis({ dir: tmp.path, port, password: 'pw-secret' });
+  t.after(() => server.stop());
+  const deadline = Date.now() + 15_000;
+  while (conn.client.status !== 'ready' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await conn.client.set('pc:{test}:k', '1'), 'OK');
+  assert.ok(errors.length > 0 && errors.every((m) => m.startsWith(`store: redis at redis://:***@127.0.0.1:${port}: `) && !m.includes('pw-secret')), errors.join('\n'));
+});
+
 test('connectRedis(embedded): starts the server, and close() stops it', { skip }, async (t) => {
   const tmp = tempDir();
   t.after(() => tmp.remove());

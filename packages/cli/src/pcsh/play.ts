@@ -188,7 +188,6 @@ export async function joinCommand(o: RedisOptions, id: string): Promise<void> {
   });
 }
 
-
 export function addPlayCommands(program: Command): void {
   withExamples(
     program
