@@ -171,7 +171,10 @@ describe('hosts and the proxy through the HTTP API', () => {
     expectError(await upstream(), 400, 'ERR_BAD_REQUEST', /"client" is required/);
     const access = (q: string) => auth.api('GET', `/v1/proxy/access/alice${q}`, { token: proxyCredential });
     expectOk(await access(''));
+    const mark = await auditMark(auth.redis);
     expectError(await access(`?serial=1&key_id=${encodeURIComponent(aliceCert.key_id)}&fingerprint=${encodeURIComponent(aliceCert.fingerprint)}`), 403, 'ERR_FORBIDDEN', /is revoked/);
+    const refused = (await auditSince(auth.redis, mark)).find((e) => e.name === 'session.refused');
+    assert.equal(refused?.fields['reason'], 'revoked_certificate', JSON.stringify(refused));
     expectError(await access('?serial=1'), 400, 'ERR_BAD_REQUEST');
   });
 
