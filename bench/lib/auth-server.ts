@@ -4,7 +4,8 @@
 // once listening (url, pins, the first admin's invite, the embedded redis-server's pid) and
 // stops on SIGTERM/SIGINT or when the parent closes stdin. On stdin it takes `profile-start`
 // and `profile-stop <file>`: V8's sampling profiler through the inspector, so a profile covers
-// the load alone and not the start-up (module loading would otherwise be a tenth of it).
+// the load alone and not the start-up (module loading would otherwise be a tenth of it); and
+// `memory`: process.memoryUsage(), for the soak's samples.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
@@ -67,6 +68,11 @@ async function command(line: string): Promise<string> {
     await inspector.post('Profiler.setSamplingInterval', { interval: 250 });
     await inspector.post('Profiler.start');
     return 'profiling';
+  }
+  if (verb === 'memory') {
+    // After a full GC when the child runs with --expose-gc: the heap that is really retained.
+    (globalThis as { gc?: () => void }).gc?.();
+    return `memory ${JSON.stringify(process.memoryUsage())}`;
   }
   if (verb === 'profile-stop' && arg !== undefined && inspector !== undefined) {
     const { profile } = await inspector.post('Profiler.stop');

@@ -1,12 +1,13 @@
 // The proxy under benchmark, alone in its process: real HttpAuthority to auth, the enrolled
-// host key, no recording tap (the relay is what is measured). Over IPC it answers memory
-// questions and takes a CPU profile of a window (what --cpu-prof records, without the start-up
-// and shutdown around it); SIGTERM stops it cleanly.
+// host key, no recording tap (the relay is what is measured) unless the config asks for one
+// (the soak). Over IPC it answers memory questions and takes a CPU profile of a window (what
+// --cpu-prof records, without the start-up and shutdown around it); SIGTERM stops it cleanly.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { parseCertificateText, parsePrivateKey } from '@portcullis/cert-core';
 import type { SigningPrivateKey } from '@portcullis/cert-core';
-import { HttpAuthority, nativeCryptoAvailable, startProxy } from '@portcullis/proxy';
+import { Redis } from 'ioredis';
+import { HttpAuthority, nativeCryptoAvailable, startProxy, startSessionRecording } from '@portcullis/proxy';
 
 export interface ProxyChildConfig {
   readonly url: string;
@@ -15,6 +16,8 @@ export interface ProxyChildConfig {
   readonly hostKeys: readonly { readonly privateKey: string; readonly certificate: string }[];
   readonly ports: Readonly<Record<string, number>>;
   readonly listenPort: number;
+  /** Record every session to this Redis (spooling to `spoolDir`), as the proxy service does. */
+  readonly recording?: { readonly redisUrl: string; readonly spoolDir: string };
 }
 
 export type ProxyChildMessage =
@@ -29,7 +32,14 @@ const authority = new HttpAuthority({
   credential: config.credential,
   dialAddress: (h) => ({ address: '127.0.0.1', port: config.ports[h.name] ?? 1 }),
 });
+// The recording engine the proxy service runs, unsigned (no signature service here).
+const redis = config.recording === undefined ? undefined : new Redis(config.recording.redisUrl, { maxRetriesPerRequest: 1 });
+const recording =
+  config.recording === undefined || redis === undefined
+    ? undefined
+    : await startSessionRecording({ redis, spoolDir: config.recording.spoolDir, log: (level, m) => level !== 'info' && process.stderr.write(`proxy recording ${level}: ${m}\n`) });
 const proxy = await startProxy({
+  ...(recording === undefined ? {} : { tap: recording.tap }),
   authority,
   hostKeys: config.hostKeys.map((k) => ({ privateKey: parsePrivateKey(k.privateKey).key as SigningPrivateKey, certificate: parseCertificateText(k.certificate).cert })),
   listen: { host: '127.0.0.1', port: config.listenPort },
@@ -67,6 +77,8 @@ process.on('message', (m: { type?: string; id?: number; gc?: boolean; path?: str
 process.once('SIGTERM', () => {
   void proxy
     .stop({ graceMs: 0 })
+    .then(() => recording?.stop())
+    .then(() => redis?.quit())
     .finally(() => authority.close())
     .finally(() => process.exit(0));
 });

@@ -16,6 +16,7 @@ import { enrollProxy } from '@portcullis/proxy';
 import type { ProxyEnrollment } from '@portcullis/proxy';
 import { freePort, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
 import type { SshdHandle, TempDir } from '@portcullis/harness';
+import { spawnAuthProcess, type AuthProcess } from './auth-process.js';
 import type { ProxyChildConfig, ProxyChildMessage } from './proxy-child.js';
 
 const PASSWORD = 'correct horse battery staple';
@@ -31,8 +32,13 @@ export interface BenchSystem {
   readonly userCert: Certificate;
   /** ssh_config naming `target`, `bastion` and `proxy`, with identity, CA trust and cipher. */
   readonly sshConfig: string;
-  /** A proxy child on the port `sshConfig` names, or on `listenPort` (0: any free one) for a second proxy. */
-  startProxy(o?: { readonly listenPort?: number }): Promise<ProxyProcess>;
+  /** auth in a child process of its own, when startBenchSystem was asked for one (the soak samples it). */
+  readonly authProcess: AuthProcess | undefined;
+  /**
+   * A proxy child on the port `sshConfig` names, or on `listenPort` (0: any free one) for a
+   * second proxy; with `recording`, every session is recorded to the system's Redis.
+   */
+  startProxy(o?: { readonly listenPort?: number; readonly recording?: boolean }): Promise<ProxyProcess>;
   stop(): Promise<void>;
 }
 
@@ -54,7 +60,12 @@ function ok<T>(r: ApiResponse<T>, what: string): T {
   return r.body;
 }
 
-export async function startBenchSystem(): Promise<BenchSystem> {
+export interface BenchSystemOptions {
+  /** Run auth in a child process (its memory and descriptors its own) instead of in this one. */
+  readonly authProcess?: boolean;
+}
+
+export async function startBenchSystem(opts: BenchSystemOptions = {}): Promise<BenchSystem> {
   const dir = tempDir('portcullis-bench-proxy-');
   const stops: (() => Promise<void> | void)[] = [() => dir.remove()];
   const stop = async (): Promise<void> => {
@@ -63,8 +74,7 @@ export async function startBenchSystem(): Promise<BenchSystem> {
   try {
     const redis = await startRedis({ dir: dir.path });
     stops.push(() => redis.stop());
-    const config = parseAuthConfig(
-      {
+    const authDoc = {
         state_dir: dir.file('auth'),
         listen: '127.0.0.1:0',
         redis: { url: redis.url },
@@ -77,15 +87,25 @@ export async function startBenchSystem(): Promise<BenchSystem> {
             spec: { allow: { logins: ['root'], host_labels: { '*': '*' } }, options: { max_cert_ttl: '4h', port_forwarding: true, idle_timeout: '4h' } },
           },
         ],
-      },
-      { env: {} },
-    );
-    const auth = new AuthService({ config, log: () => {}, scrypt: { log2N: 10, r: 8, p: 1 }, defaultMetrics: false });
-    const info = await auth.start();
-    stops.push(() => auth.stop());
+      };
+    let info: { url: string; fingerprint: string; invite: string | undefined };
+    let authProcess: AuthProcess | undefined;
+    if (opts.authProcess === true) {
+      const path = dir.file('auth.json');
+      writeFileSync(path, JSON.stringify(authDoc));
+      const p = await spawnAuthProcess(path);
+      authProcess = p;
+      stops.push(() => p.stop());
+      info = p.info;
+    } else {
+      const auth = new AuthService({ config: parseAuthConfig(authDoc, { env: {} }), log: () => {}, scrypt: { log2N: 10, r: 8, p: 1 }, defaultMetrics: false });
+      const started = await auth.start();
+      stops.push(() => auth.stop());
+      info = { url: started.url, fingerprint: started.fingerprint, invite: started.bootstrapInvite?.token };
+    }
     const client = new AuthClient({ url: info.url, fingerprint: info.fingerprint });
     const api = <T>(method: string, path: string, o?: RequestOptions): Promise<ApiResponse<T>> => client.request<T>(method, path, o);
-    ok(await api('POST', '/v1/invites/accept', { json: { token: info.bootstrapInvite!.token, password: PASSWORD } }), 'admin invite');
+    ok(await api('POST', '/v1/invites/accept', { json: { token: info.invite!, password: PASSWORD } }), 'admin invite');
     const admin = ok(await api<{ token: string }>('POST', '/v1/login/password', { json: { username: 'admin', password: PASSWORD } }), 'admin login').token;
     const asAdmin = async <T>(method: string, path: string, json: unknown): Promise<T> => ok(await api<T>(method, path, { token: admin, json }), path);
 
@@ -193,11 +213,13 @@ export async function startBenchSystem(): Promise<BenchSystem> {
       userKey,
       userCert,
       sshConfig,
+      authProcess,
       startProxy: async (o = {}) => {
         let path = childConfigPath;
-        if (o.listenPort !== undefined) {
-          path = dir.file(`proxy-child-${o.listenPort}-${Date.now()}.json`);
-          writeFileSync(path, JSON.stringify({ ...childConfig, listenPort: o.listenPort }), { mode: 0o600 });
+        if (o.listenPort !== undefined || o.recording === true) {
+          path = dir.file(`proxy-child-${o.listenPort ?? 'default'}-${Date.now()}.json`);
+          const recording = o.recording === true ? { redisUrl: redis.url, spoolDir: dir.file(`spool-${Date.now()}`) } : undefined;
+          writeFileSync(path, JSON.stringify({ ...childConfig, ...(o.listenPort === undefined ? {} : { listenPort: o.listenPort }), ...(recording === undefined ? {} : { recording }) }), { mode: 0o600 });
         }
         const p = await spawnProxy(path);
         // Whatever happens to the benchmark, no proxy outlives it.

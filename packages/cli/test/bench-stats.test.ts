@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatReport, groupFailures, percentile, runOpenLoop, sessionCount, summarizeLatencies, summarizeRun, type SessionOutcome } from '../src/pcsh/bench/index.js';
+import { formatReport, groupFailures, judgeFlat, linearFit, percentile, runOpenLoop, sessionCount, summarizeLatencies, summarizeRun, type SessionOutcome } from '../src/pcsh/bench/index.js';
 
 /*
  * The arithmetic of `pcsh bench` on known inputs: nearest-rank percentiles (always one of the
@@ -102,4 +102,26 @@ test('runOpenLoop with a concurrency limit: the wait for a slot is part of the l
   // The last session was due at 30 ms but waited for three before it (two of 50 ms).
   const last = r.outcomes.find((o) => o.dueMs === 30)!;
   assert.ok(last.totalMs >= 100, `waited ${last.totalMs} ms`);
+});
+
+test('linearFit recovers a line; judgeFlat judges the second half only', () => {
+  const line = Array.from({ length: 10 }, (_, i) => ({ t: i * 10, v: 3 * i * 10 + 7 }));
+  const fit = linearFit(line);
+  assert.ok(Math.abs(fit.slope - 3) < 1e-9 && Math.abs(fit.intercept - 7) < 1e-9);
+  assert.throws(() => linearFit([{ t: 0, v: 1 }]), TypeError);
+
+  // Warm-up growth in the first half, flat (with noise) after: flat.
+  const warm = Array.from({ length: 30 }, (_, i) => ({ t: i * 10, v: i < 15 ? 100 + i * 10 : 250 + (i % 2 === 0 ? 3 : -3) }));
+  const ok = judgeFlat(warm, { maxRelative: 0.1 });
+  assert.equal(ok.flat, true, ok.reason);
+  assert.ok(Math.abs(ok.growth) < 5);
+
+  // A steady leak of 1 unit per sample from 100: +14 over the half from ~115 = ~12%: not flat.
+  const leak = Array.from({ length: 30 }, (_, i) => ({ t: i * 10, v: 100 + i }));
+  const bad = judgeFlat(leak, { maxRelative: 0.1, maxAbsolute: 20 });
+  assert.equal(bad.flat, false);
+  assert.match(bad.reason, /^grew 12\.\d% \(limit 10%\)$/);
+  assert.equal(judgeFlat(leak, { maxAbsolute: 20 }).flat, true);
+  assert.equal(judgeFlat(leak, { maxAbsolute: 10 }).flat, false);
+  assert.throws(() => judgeFlat(leak.slice(0, 5), { maxAbsolute: 1 }), TypeError);
 });

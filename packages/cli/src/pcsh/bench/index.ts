@@ -1,3 +1,4 @@
 export * from './stats.js';
 export * from './engine.js';
 export * from './held.js';
+export * from './trend.js';
