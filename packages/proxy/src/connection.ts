@@ -44,6 +44,11 @@ export function acceptClient(ctx: ProxyContext, client: ssh2.Connection, peer: s
   });
   client.once('ready', () => {
     clearTimeout(authTimer);
+    const unavailable = login.unavailable;
+    if (unavailable !== undefined) {
+      tellAndClose(client, unavailable, config.timeouts.authMs);
+      return;
+    }
     const who = login.authenticated;
     if (who === undefined) {
       // ssh2 only becomes ready after our accept(); this would be a bug, never a way in.
@@ -52,6 +57,19 @@ export function acceptClient(ctx: ProxyContext, client: ssh2.Connection, peer: s
     }
     routeClient(ctx, client, who, peer, jump === undefined ? 'user-name' : 'jump');
   });
+}
+
+/**
+ * A connection let in only to hear why it cannot go anywhere: each session channel gets the
+ * message and an exit status, port forwards and jumps are rejected, and the connection is ended
+ * after `ms` whatever the client does.
+ */
+function tellAndClose(client: ssh2.Connection, message: string, ms: number): void {
+  client.on('session', (accept) => refuseSessions(accept, message));
+  client.on('tcpip', (_accept, reject) => reject());
+  const timer = setTimeout(() => client.end(), ms);
+  timer.unref();
+  client.once('close', () => clearTimeout(timer));
 }
 
 function routeClient(ctx: ProxyContext, client: ssh2.Connection, who: AuthenticatedClient, peer: string, via: SessionMeta['route']): void {

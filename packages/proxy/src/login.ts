@@ -42,6 +42,7 @@ export class ClientLogin {
   readonly #peer: string;
   readonly #jump: JumpHop | undefined;
   #authenticated: AuthenticatedClient | undefined;
+  #unavailable: string | undefined;
   #certificatesOffered = 0;
   #plainKeysOffered = 0;
   #closed = false;
@@ -55,6 +56,14 @@ export class ClientLogin {
 
   get authenticated(): AuthenticatedClient | undefined {
     return this.#authenticated;
+  }
+
+  /**
+   * Set when the client proved it holds a valid certificate but auth could not be asked about
+   * its access: the connection is let in only to be told so, never relayed.
+   */
+  get unavailable(): string | undefined {
+    return this.#unavailable;
   }
 
   /** The client went away: a connection that only ever offered plain keys is refused once, here. */
@@ -97,7 +106,27 @@ export class ClientLogin {
     }
     if (this.#closed) return;
     if (verdict.ok) {
-      const { identity, route, access } = verdict.value;
+      const { identity, route, access, unavailable } = verdict.value;
+      if (unavailable !== undefined) {
+        // Refused, but after userauth: SSH carries no reason with a userauth failure, and "auth
+        // is down, try again" is worth telling a user who proved who they are. The connection
+        // gets that sentence on every session channel and nothing else (see connection.ts).
+        this.#deps.metrics.certAuth('unavailable');
+        this.#deps.audit('session.refused', {
+          stage: 'auth',
+          reason: 'ERR_AUTHORITY_UNAVAILABLE',
+          message: unavailable,
+          clientAddress: this.#peer,
+          username: ctx.username,
+          user: identity.user,
+          certKeyId: identity.certificate.keyId,
+          certSerial: identity.certificate.serial.toString(),
+          signed: true,
+        });
+        this.#unavailable = AUTH_UNAVAILABLE_MESSAGE;
+        ctx.accept();
+        return;
+      }
       if (access === undefined) {
         ctx.accept();
         return;
@@ -166,11 +195,11 @@ export class ClientLogin {
     try {
       access = await config.authority.access(v.value.user, clientCertificateRef(config.crypto, v.value.certificate));
     } catch (e) {
-      return refusalOf(
-        isProxyError(e)
-          ? e
-          : new ProxyError('ERR_AUTHORITY_UNAVAILABLE', `proxy: cannot read the access of ${JSON.stringify(v.value.user)} from auth: ${e instanceof Error ? e.message : String(e)}`),
-      );
+      const err = isProxyError(e)
+        ? e
+        : new ProxyError('ERR_AUTHORITY_UNAVAILABLE', `proxy: cannot read the access of ${JSON.stringify(v.value.user)} from auth: ${e instanceof Error ? e.message : String(e)}`);
+      if (err.code === 'ERR_AUTHORITY_UNAVAILABLE') return { ok: true, value: { identity: v.value, route, access: undefined, unavailable: err.message } };
+      return refusalOf(err);
     }
     const a = decideAccess(v.value, route, access);
     if (!a.ok) return a;
@@ -178,12 +207,20 @@ export class ClientLogin {
   }
 }
 
-/** A decision; `access` is undefined after the signature-less query step. */
+/**
+ * A decision; `access` is undefined after the signature-less query step, and when auth could
+ * not be asked (`unavailable` then says why, for the audit log).
+ */
 interface Decided {
   readonly identity: ClientIdentity;
   readonly route: ClientRoute;
   readonly access: UserAccess | undefined;
+  readonly unavailable?: string;
 }
+
+/** What the user reads; the cause (auth's address, the socket error) goes to the audit log only. */
+export const AUTH_UNAVAILABLE_MESSAGE =
+  'portcullis: auth (the access service) cannot be reached, so your access cannot be checked and no connection is made; try again in a minute (the operators see this in the proxy audit log as ERR_AUTHORITY_UNAVAILABLE)';
 
 function tryCertificate(ctx: PublicKeyAuthContext): Certificate | undefined {
   try {
