@@ -48,6 +48,15 @@ describe('fault: Redis restarts during a recorded session', { skip }, () => {
       assert.equal(login.status, 503, login.bytes.toString());
       assert.ok(waited < 10_000, `auth answered after ${waited} ms`);
 
+      // A new connection meanwhile: auth cannot answer the proxy's access check without Redis.
+      const t1 = Date.now();
+      const refused = await sys.ssh({ user: 'root%web01', as: alice, command: 'echo should not run' });
+      assert.ok(Date.now() - t1 < 15_000, `the refusal took ${Date.now() - t1} ms`);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /^portcullis: auth \(the access service\) cannot be reached or cannot answer now/m);
+      const audited = await sys.waitForAudit('session.refused', (e) => e.fields['reason'] === 'ERR_AUTHORITY_UNAVAILABLE');
+      assert.match(String(audited.fields['message']), /503 ERR_UNAVAILABLE/);
+
       // The recorder noticed and spools; the session goes on.
       await until('the recorder to spool', async () => (await metricValue(sys, 'recording_events_spooled_total')) > 0);
       await sys.waitForAudit('session.recording', (e) => e.fields['kind'] === 'redis-unreachable', 20_000);

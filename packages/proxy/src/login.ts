@@ -220,7 +220,7 @@ interface Decided {
 
 /** What the user reads; the cause (auth's address, the socket error) goes to the audit log only. */
 export const AUTH_UNAVAILABLE_MESSAGE =
-  'portcullis: auth (the access service) cannot be reached, so your access cannot be checked and no connection is made; try again in a minute (the operators see this in the proxy audit log as ERR_AUTHORITY_UNAVAILABLE)';
+  'portcullis: auth (the access service) cannot be reached or cannot answer now, so your access cannot be checked and no connection is made; try again in a minute (the operators see this in the proxy audit log as ERR_AUTHORITY_UNAVAILABLE)';
 
 function tryCertificate(ctx: PublicKeyAuthContext): Certificate | undefined {
   try {
