@@ -83,7 +83,8 @@ async function sentinelTopology(dir: string): Promise<Topology> {
  * target echoes it, so output keeps flowing across the failover and each line proves the
  * session still works.
  */
-function typist(sys: System, as: Identity, port: number) {
+function typist(sys: System, as: Identity, proxy: ProxyServiceHandle) {
+  const port = proxy.port;
   const ssh = sys.spawnSsh({ user: 'root%web01', as, command: 'cat', port });
   let n = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -101,7 +102,9 @@ function typist(sys: System, as: Identity, port: number) {
     },
     /** Waits until the target echoed line `k`. */
     echoed: (k: number, timeoutMs = 20_000) =>
-      until(`line ${k} to come back`, async () => (ssh.output().stdout.includes(`line ${k} `) ? true : undefined), timeoutMs, () => ssh.output().stderr),
+      until(`line ${k} to come back`, async () => (ssh.output().stdout.includes(`line ${k} `) ? true : undefined), timeoutMs, () =>
+        [`ssh stderr: ${ssh.output().stderr}`, `stdout bytes: ${ssh.output().stdout.length}`, `audit: ${proxy.audit.map((e) => e.name).join(', ')}`, ...proxy.logs].join('\n'),
+      ),
     stopTyping(): void {
       clearInterval(timer);
     },
@@ -149,7 +152,7 @@ for (const kind of ['cluster', 'sentinel'] as const) {
 
     it('best effort: the session goes on, and after failover and the spool drain the recording has every byte the client saw', { timeout: 90_000 }, async (t) => {
       const { topo, proxy, reader, undo } = await setUp(t, `${kind}-best-effort`);
-      const s = typist(sys, alice, proxy.port);
+      const s = typist(sys, alice, proxy);
       undo.push(() => void s.ssh.kill('SIGKILL'));
       s.start();
       await s.echoed(10);
@@ -193,7 +196,7 @@ for (const kind of ['cluster', 'sentinel'] as const) {
 
     it('strict: the session ends with a message when its recording cannot be stored, and the proxy serves new sessions after failover', { timeout: 90_000 }, async (t) => {
       const { topo, proxy, reader, undo } = await setUp(t, `${kind}-strict`);
-      const s = typist(sys, bob, proxy.port);
+      const s = typist(sys, bob, proxy);
       undo.push(() => void s.ssh.kill('SIGKILL'));
       s.start();
       await s.echoed(10);
