@@ -86,6 +86,7 @@ describe('fault: the spool disk is full', { skip: missing.length > 0 ? `needs ${
     assert.ok((await metricValue(sys, 'recording_events_lost_total')) > 0);
     assert.ok((await metricValue(sys, 'recording_store_failures_total', { reason: 'disk-full' })) > 0);
     assert.ok(r!.logs.some((l) => /^error recording of session .*events-lost/.test(l)), r!.logs.join('\n'));
+    for (const l of r!.logs.filter((l) => / (disk-full|events-lost),/.test(l)).slice(0, 2)) t.diagnostic(l);
     await until('the proxy to let go of the session', () => sys.proxy.activeSessions() === 0);
 
     // Redis back: what the spool and memory held is stored, with the loss written into it.
@@ -125,6 +126,7 @@ describe('fault: the spool disk is full', { skip: missing.length > 0 ? `needs ${
       assert.notEqual(refused.code, 0, JSON.stringify(sys.audit.filter((a) => a.fields['user'] === 'sam')));
       assert.doesNotMatch(refused.stdout, /must not run/);
       assert.match(refused.stderr, /portcullis: .*record/i);
+      t.diagnostic(`strict refusal: ${refused.stderr.trim()}`);
       const e = await sys.waitForAudit('session.recording', (a) => a.fields['user'] === 'sam' && a.fields['kind'] === 'disk-full');
       assert.equal(e.fields['action'], 'session-ended');
       assert.equal(e.fields['mode'], 'strict');

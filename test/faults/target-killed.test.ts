@@ -45,7 +45,7 @@ describe('fault: the target sshd serving a session is killed', { skip }, () => {
     await r?.stop();
   });
 
-  it('tells the client promptly, ends the recording and releases the session', async () => {
+  it('tells the client promptly, ends the recording and releases the session', async (t) => {
     const { sys } = r;
     const web01 = sys.targets.get('web01.example.test')!;
     const listener = sshdListenerPid(web01.configPath);
@@ -68,6 +68,7 @@ describe('fault: the target sshd serving a session is killed', { skip }, () => {
       assert.equal(code, 255, ssh.output().stderr);
       assert.match(ssh.output().stderr, /portcullis: .*web01\.example\.test.*(closed|lost|ended)/i);
       assert.doesNotMatch(ssh.output().stdout, /not reached/);
+      t.diagnostic(`client learnt after ${took} ms: ${ssh.output().stderr.trim()}`);
     } finally {
       ssh.kill();
       for (const p of orphans) {
