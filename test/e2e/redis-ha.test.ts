@@ -212,6 +212,7 @@ for (const kind of ['cluster', 'sentinel'] as const) {
       assert.notEqual(code, 'hang', `the strict session did not end:\n${proxy.logs.join('\n')}`);
       assert.notEqual(code, 0);
       assert.match(s.ssh.output().stderr, /record/i, 'the client is told why');
+      t.diagnostic(`the client was told: ${s.ssh.output().stderr.trim()}`);
 
       await topo.healed(killed);
       const again = await until(
