@@ -1,4 +1,4 @@
-import { parseRedisConfig, type RedisConfig } from '@portcullis/store';
+import { isStoreError, parseRedisConfig, type RedisConfig } from '@portcullis/store';
 import { z } from 'zod';
 import { WebError } from './errors.js';
 
@@ -58,7 +58,8 @@ export const webConfigSchema = z.strictObject({
 export type WebConfigInput = z.input<typeof webConfigSchema>;
 
 export interface WebConfig extends Omit<z.output<typeof webConfigSchema>, 'redis'> {
-  readonly redis: RedisConfig;
+  /** The Redis auth and the proxies use (url, sentinel or cluster); never an embedded one. */
+  readonly redis: Exclude<RedisConfig, { embedded: unknown }>;
 }
 
 export function parseWebConfig(raw: unknown): WebConfig {
@@ -69,7 +70,23 @@ export function parseWebConfig(raw: unknown): WebConfig {
     const what = i?.code === 'unrecognized_keys' ? `unknown key ${i.keys.join(', ')}` : (i?.message ?? 'invalid');
     throw new WebError('ERR_CONFIG', `config: ${where}: ${what}`);
   }
-  return { ...r.data, redis: parseRedisConfig(r.data.redis) };
+  return { ...r.data, redis: webRedisConfig(r.data.redis) };
+}
+
+/** An embedded server is private to auth: a gateway starting its own would read an empty Redis. */
+function webRedisConfig(raw: unknown): Exclude<RedisConfig, { embedded: unknown }> {
+  if (typeof raw === 'object' && raw !== null && 'embedded' in raw) {
+    throw new WebError('ERR_CONFIG', 'config: redis.embedded: the web gateway cannot use an embedded Redis (it is private to auth); give the Redis auth uses as url, sentinel or cluster');
+  }
+  let c: RedisConfig;
+  try {
+    c = parseRedisConfig(raw);
+  } catch (e) {
+    if (!isStoreError(e)) throw e;
+    throw new WebError('ERR_CONFIG', e.message.replace('expected one of embedded, url, sentinel, cluster', 'expected one of url, sentinel, cluster'));
+  }
+  if ('embedded' in c) throw new TypeError('unreachable: embedded refused above');
+  return c;
 }
 
 /**
