@@ -82,7 +82,7 @@ export interface ConnectRedisOptions {
    * callers sit in a request path; the client itself keeps reconnecting in the background.
    */
   readonly maxRetriesPerRequest?: number;
-  /** Connection errors after the first ready (already free of passwords). */
+  /** Connection errors after the first ready (already free of passwords); default: dropped. */
   readonly onClientError?: (message: string) => void;
   /** Extra options for the embedded supervisor (restart delays, events, binary path). */
   readonly embedded?: Omit<EmbeddedRedisOptions, 'stateDir' | 'port'>;
@@ -173,7 +173,9 @@ export async function connectRedis(config: RedisConfig, options: ConnectRedisOpt
   const subscribers = new Set<RedisClient>();
   const watch = (c: RedisClient): RedisClient => {
     const onError = options.onClientError;
-    if (onError !== undefined) c.on('error', (e: Error) => onError(`store: redis at ${target}: ${scrub(e.message)}`));
+    // Always a listener: without one ioredis prints every reconnection failure to stderr with a
+    // stack (a CLI's output, a test's log). The command that fails still reports its error.
+    c.on('error', (e: Error) => onError?.(`store: redis at ${target}: ${scrub(e.message)}`));
     return c;
   };
 
