@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuthClient, AuthService, parseAuthConfig, type ApiResponse, type AuthServiceInfo, type RequestOptions } from '@portcullis/auth';
@@ -24,8 +24,16 @@ export interface TestAuth {
   api<T = Record<string, unknown>>(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse<T>>;
   /** A join token made by the admin; `hostname` pins it (needed to enroll a known host again). */
   token(hostname?: string): Promise<string>;
-  /** A user certificate for `publicKey` with the admin's logins (root). */
-  userCertificate(publicKey: string): Promise<{ certificate: string; serial: string }>;
+  /** A user certificate for `publicKey` with the admin's logins (root): opens the proxy, not a host. */
+  userCertificate(publicKey: string): Promise<{ certificate: string; serial: string; key_id: string; fingerprint: string }>;
+  /**
+   * What an enrolled host accepts: the certificate auth gives the proxy (the upstream CA) to log
+   * in to `host` as root for the admin, for `publicKey`, the admin's user certificate for the
+   * same key standing for the client's.
+   */
+  upstreamCertificate(publicKey: string, host: string): Promise<{ certificate: string; serial: string }>;
+  /** Renews the fixture proxy's host certificate (it is in the inventory, so a host CA rotation waits for it). */
+  renewProxy(): Promise<void>;
   revoke(serial: string): Promise<void>;
   stop(): Promise<void>;
 }
@@ -50,6 +58,17 @@ export async function startAuth(dir: string): Promise<TestAuth & { redis: RedisH
   ok(await api('POST', '/v1/invites/accept', { json: { token: invite.token, password } }));
   const admin = ok(await api<{ token: string }>('POST', '/v1/login/password', { json: { username: 'admin', password } })).token;
   ok(await api('PATCH', '/v1/admin/users/admin', { token: admin, json: { roles: ['admin', 'dev'] } }));
+  // A proxy enrolled like any other, for its service credential (no proxy process runs).
+  const proxyToken = ok(await api<{ token: string }>('POST', '/v1/admin/tokens', { token: admin, json: { type: 'proxy', ttl: '10m' } })).token;
+  const proxyKey = join(dir, 'fixture_proxy_host_key');
+  await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', proxyKey]);
+  const proxy = ok(
+    await api<{ service_credential: string }>('POST', '/v1/join', {
+      json: { token: proxyToken, type: 'proxy', hostname: 'bastion.test', host_keys: [readFileSync(`${proxyKey}.pub`, 'utf8').trim()] },
+    }),
+  ).service_credential;
+  const userCertificate: TestAuth['userCertificate'] = async (publicKey) =>
+    ok(await api<{ certificate: string; serial: string; key_id: string; fingerprint: string }>('POST', '/v1/certs/user', { token: admin, json: { public_key: publicKey } }));
   return {
     info,
     redis,
@@ -58,8 +77,19 @@ export async function startAuth(dir: string): Promise<TestAuth & { redis: RedisH
       const body = { type: 'host', ttl: '10m', labels: { env: 'dev' }, ...(hostname === undefined ? {} : { hostname }) };
       return ok(await api<{ token: string }>('POST', '/v1/admin/tokens', { token: admin, json: body })).token;
     },
-    async userCertificate(publicKey) {
-      return ok(await api<{ certificate: string; serial: string }>('POST', '/v1/certs/user', { token: admin, json: { public_key: publicKey } }));
+    userCertificate,
+    async upstreamCertificate(publicKey, host) {
+      const user = await userCertificate(publicKey);
+      const client = { serial: user.serial, key_id: user.key_id, fingerprint: user.fingerprint };
+      return ok(await api<{ certificate: string; serial: string }>('POST', '/v1/proxy/certs/upstream', { token: proxy, json: { user: 'admin', login: 'root', host, public_key: publicKey, client } }));
+    },
+    async renewProxy() {
+      const c = ok(await api<{ challenge: string; namespace: string }>('POST', '/v1/hosts/renew/challenge', { json: { hostname: 'bastion.test' } }));
+      const file = join(dir, 'fixture_proxy_challenge');
+      writeFileSync(file, c.challenge);
+      await runOk('ssh-keygen', ['-Y', 'sign', '-n', c.namespace, '-f', proxyKey, file]);
+      ok(await api('POST', '/v1/hosts/renew', { json: { hostname: 'bastion.test', signature: readFileSync(`${file}.sig`, 'utf8') } }));
+      rmSync(`${file}.sig`);
     },
     async revoke(serial) {
       ok(await api('POST', '/v1/admin/revoke', { token: admin, json: { serial, reason: 'test' } }));
@@ -157,11 +187,16 @@ export function runHostScript(args: readonly string[]): Promise<RunResult> {
   return run('bash', [HOST_SCRIPT, ...args], { cwd: REPO, timeoutMs: 60_000 });
 }
 
-/** A user key pair with a certificate from auth, written where ssh finds them. */
-export async function userIdentity(auth: TestAuth, dir: string, name: string): Promise<{ key: string; cert: string; serial: string }> {
+/**
+ * A key pair with the certificate the proxy would log in to `host` with (upstream CA), written
+ * where ssh finds them: enrolled hosts trust the upstream CA only, never users' own certificates.
+ * It lives two minutes. `kind: 'user'` writes the admin's own user certificate instead.
+ */
+export async function userIdentity(auth: TestAuth, dir: string, name: string, host: string, kind: 'upstream' | 'user' = 'upstream'): Promise<{ key: string; cert: string; serial: string }> {
   const key = join(dir, name);
   await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', key]);
-  const issued = await auth.userCertificate(readFileSync(`${key}.pub`, 'utf8').trim());
+  const publicKey = readFileSync(`${key}.pub`, 'utf8').trim();
+  const issued = kind === 'user' ? await auth.userCertificate(publicKey) : await auth.upstreamCertificate(publicKey, host);
   writeFileSync(`${key}-cert.pub`, `${issued.certificate}\n`);
   return { key, cert: `${key}-cert.pub`, serial: issued.serial };
 }

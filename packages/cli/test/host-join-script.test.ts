@@ -85,9 +85,13 @@ describe('portcullis-host.sh (bash, curl, ssh-keygen, sed)', () => {
     await sshd.listening(++reloads);
     knownHosts = dir.file('known_hosts');
     writeFileSync(knownHosts, readFileSync(layout.knownHostsFile));
-    const alice = await userIdentity(auth, dir.path, 'id_alice');
+    const alice = await userIdentity(auth, dir.path, 'id_alice', NAME);
     const login = await sshAs(host, NAME, alice, knownHosts);
     assert.equal(login.code, 0, login.stderr + sshd.log());
+    // The host trusts the upstream CA only: an engineer's own certificate does not open it.
+    const own = await sshAs(host, NAME, await userIdentity(auth, dir.path, 'id_alice_own', NAME, 'user'), knownHosts);
+    assert.equal(own.code, 255, own.stdout);
+    assert.match(own.stderr, /Permission denied/);
   });
 
   test('nothing from the command line reaches the JSON body unchecked', async () => {
@@ -107,7 +111,7 @@ describe('portcullis-host.sh (bash, curl, ssh-keygen, sed)', () => {
     assert.equal(quiet.code, 0, quiet.stderr);
     assert.equal(quiet.stdout, '');
 
-    const bob = await userIdentity(auth, dir.path, 'id_bob');
+    const bob = await userIdentity(auth, dir.path, 'id_bob', NAME);
     assert.equal((await sshAs(host, NAME, bob, knownHosts)).code, 0);
     await auth.revoke(bob.serial);
     const r = await runHostScript(['krl-refresh', '--root', host.root]);
@@ -145,7 +149,7 @@ describe('portcullis-host.sh (bash, curl, ssh-keygen, sed)', () => {
     assert.equal(node.code, 0, node.stderr);
     assert.notEqual(serial(), second);
     await sshd.listening(++reloads);
-    const carol = await userIdentity(auth, dir.path, 'id_carol');
+    const carol = await userIdentity(auth, dir.path, 'id_carol', NAME);
     assert.equal((await sshAs(host, NAME, carol, knownHosts)).code, 0);
   });
 
@@ -166,7 +170,7 @@ describe('portcullis-host.sh (bash, curl, ssh-keygen, sed)', () => {
     await sshd.listening(++reloads);
     const twice = await runHostScript(args);
     assertOneLine(twice, /^portcullis-host join: auth refused the join: .*already used/);
-    const dave = await userIdentity(auth, dir.path, 'id_dave');
+    const dave = await userIdentity(auth, dir.path, 'id_dave', NAME);
     assert.equal((await sshAs(host, NAME, dave, knownHosts)).code, 0);
   });
 

@@ -117,11 +117,15 @@ describe('portcullis host join (Node)', () => {
     knownHosts = dir.file('known_hosts');
     writeFileSync(knownHosts, readFileSync(`${data}/known_hosts`, 'utf8'));
     assert.match(readFileSync(knownHosts, 'utf8'), /^@cert-authority \* /);
-    const alice = await userIdentity(auth, dir.path, 'id_alice');
+    const alice = await userIdentity(auth, dir.path, 'id_alice', NAME);
     const login = await sshAs(host, NAME, alice, knownHosts);
     assert.equal(login.code, 0, login.stderr + sshd.log());
     assert.equal(login.stdout.trim(), 'logged-in');
-    await sshd.waitForLog(/Accepted publickey for root .*ID admin /);
+    await sshd.waitForLog(/Accepted publickey for root .*ID admin req=\S+ via=bastion\.test/);
+    // The host trusts the upstream CA only: an engineer's own certificate does not open it.
+    const own = await sshAs(host, NAME, await userIdentity(auth, dir.path, 'id_alice_own', NAME, 'user'), knownHosts);
+    assert.equal(own.code, 255, own.stdout);
+    assert.match(own.stderr, /Permission denied/);
   });
 
   test('krl-refresh: 304 when unchanged; a revoked certificate is refused at the next login; a failed download keeps the file', async () => {
@@ -130,7 +134,7 @@ describe('portcullis host join (Node)', () => {
     assert.equal(unchanged.code, 0, unchanged.stderr);
     assert.equal(unchanged.stdout, '');
 
-    const bob = await userIdentity(auth, dir.path, 'id_bob');
+    const bob = await userIdentity(auth, dir.path, 'id_bob', NAME);
     assert.equal((await sshAs(host, NAME, bob, knownHosts)).code, 0);
     await auth.revoke(bob.serial);
     const before = readFileSync(krlPath);
@@ -171,7 +175,7 @@ describe('portcullis host join (Node)', () => {
     const renewed = parseCertificateText(readFileSync(certPath, 'utf8').trim()).cert;
     assert.notEqual(renewed.serial, old.serial);
     await sshd.listening(++reloads);
-    const carol = await userIdentity(auth, dir.path, 'id_carol');
+    const carol = await userIdentity(auth, dir.path, 'id_carol', NAME);
     const login = await sshAs(host, NAME, carol, knownHosts);
     assert.equal(login.code, 0, login.stderr);
   });
@@ -195,7 +199,7 @@ describe('portcullis host join (Node)', () => {
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(readFileSync(dropIn), before);
     await sshd.listening(++reloads);
-    const dave = await userIdentity(auth, dir.path, 'id_dave');
+    const dave = await userIdentity(auth, dir.path, 'id_dave', NAME);
     assert.equal((await sshAs(host, NAME, dave, knownHosts)).code, 0);
   });
 
@@ -215,7 +219,7 @@ describe('portcullis host join (Node)', () => {
     const r = await join_(await auth.token(NAME), '--sshd', fake, '--sshd-option', 'Banner none');
     assertOneLine(r, /sshd -t -f \S+ failed with the new files: line 9: simulated refusal; every file was put back as it was/);
     watched.forEach((f, i) => assert.deepEqual(readFileSync(f), before[i], f));
-    const erin = await userIdentity(auth, dir.path, 'id_erin');
+    const erin = await userIdentity(auth, dir.path, 'id_erin', NAME);
     assert.equal((await sshAs(host, NAME, erin, knownHosts)).code, 0);
   });
 

@@ -9,10 +9,10 @@ import { makeHostRoot, runHostCli, sshAs, startAuth, startRootSshd, userIdentity
 
 /*
  * CA rotation against what it must not break: a real auth service and redis-server, a host
- * enrolled with `host join` whose real sshd trusts the user CA file that krl-refresh keeps up to
- * date, and stock ssh trusting the host through @cert-authority lines from GET /v1/ca. After
- * every phase (and after the host's refresh or renewal that phase asks for) a freshly minted
- * certificate logs in: no step refuses a session.
+ * enrolled with `host join` whose real sshd trusts the upstream CA file that krl-refresh keeps
+ * up to date, and stock ssh trusting the host through @cert-authority lines from GET /v1/ca.
+ * After every phase (and after the host's refresh or renewal that phase asks for) a freshly
+ * minted certificate (what the proxy would dial with) logs in: no step refuses a session.
  */
 
 const NAME = 'web01.test';
@@ -35,12 +35,12 @@ describe('CA rotation with a real host', () => {
   let reloads = 1;
   let n = 0;
 
-  const rotate = async (kind: 'user' | 'host', body: Record<string, unknown>): Promise<View> => {
+  const rotate = async (kind: 'upstream' | 'host', body: Record<string, unknown>): Promise<View> => {
     const res = await auth.api<View>('POST', `/v1/admin/ca/${kind}/rotation`, { token: admin, json: body });
     assert.equal(res.status, 200, res.bytes.toString('utf8'));
     return res.body;
   };
-  const status = async (): Promise<Record<'user' | 'host', View>> => (await auth.api<Record<'user' | 'host', View>>('GET', '/v1/admin/ca/rotation', { token: admin })).body;
+  const status = async (): Promise<Record<'upstream' | 'host', View>> => (await auth.api<Record<'upstream' | 'host', View>>('GET', '/v1/admin/ca/rotation', { token: admin })).body;
   const refreshHost = async (): Promise<void> => {
     const r = await runHostCli(['krl-refresh', '--root', host.root]);
     assert.equal(r.code, 0, r.stderr);
@@ -51,9 +51,9 @@ describe('CA rotation with a real host', () => {
     writeFileSync(knownHosts, ca.body.host.known_hosts);
     return ca.body.host.known_hosts.trim().split('\n').length;
   };
-  /** Mints a user certificate now and logs in with it; returns the signing CA's fingerprint. */
+  /** Mints an upstream certificate now and logs in with it; returns the signing CA's fingerprint. */
   const loginWithFreshCert = async (what: string): Promise<string> => {
-    const id = await userIdentity(auth, dir.path, `id_${++n}`);
+    const id = await userIdentity(auth, dir.path, `id_${++n}`, NAME);
     const r = await sshAs(host, NAME, id, knownHosts);
     assert.equal(r.code, 0, `${what}: ${r.stderr}\n${sshd.log().slice(-2000)}`);
     assert.equal(r.stdout.trim(), 'logged-in');
@@ -83,27 +83,28 @@ describe('CA rotation with a real host', () => {
     dir?.remove();
   });
 
-  test('user CA: init, update_clients, update_servers, standby; the host keeps accepting logins at every step', async () => {
+  test('upstream CA: init, update_clients, update_servers, standby; the host keeps accepting logins at every step', async () => {
     const old = await loginWithFreshCert('before the rotation');
-    const early = await userIdentity(auth, dir.path, 'id_early');
 
-    const init = await rotate('user', { phase: 'init' });
+    const init = await rotate('upstream', { phase: 'init' });
     assert.equal(await loginWithFreshCert('init, before the host refreshed'), old, 'init does not sign with the new key');
     await refreshHost();
-    assert.equal(userCaLines(), 2, 'the host trusts both user CAs');
+    assert.equal(userCaLines(), 2, 'the host trusts both upstream CAs');
     assert.equal(await loginWithFreshCert('init'), old);
+    // Signed by the old CA just before the switch (upstream certificates live two minutes).
+    const early = await userIdentity(auth, dir.path, 'id_early', NAME);
 
-    await rotate('user', { phase: 'update_clients' });
+    await rotate('upstream', { phase: 'update_clients' });
     assert.equal(await loginWithFreshCert('update_clients'), fp(init, init.new_ca), 'new certificates come from the new CA');
     // A certificate of the old CA still gets in: the old key stays trusted.
     assert.equal((await sshAs(host, NAME, early, knownHosts)).code, 0);
 
-    await rotate('user', { phase: 'update_servers' });
+    await rotate('upstream', { phase: 'update_servers' });
     await refreshHost();
     await loginWithFreshCert('update_servers');
     assert.equal((await sshAs(host, NAME, early, knownHosts)).code, 0);
 
-    const done = await rotate('user', { phase: 'standby' });
+    const done = await rotate('upstream', { phase: 'standby' });
     assert.equal(done.phase, 'standby');
     assert.deepEqual(done.keys.map((k) => k.id), [init.new_ca]);
     assert.equal(await loginWithFreshCert('standby, before the host refreshed'), fp(init, init.new_ca));
@@ -114,13 +115,13 @@ describe('CA rotation with a real host', () => {
     assert.notEqual((await sshAs(host, NAME, early, knownHosts)).code, 0);
   });
 
-  test('user CA rollback from update_clients: the old CA signs again and the host still accepts', async () => {
-    const before = (await status()).user.keys[0]!.fingerprint;
-    const init = await rotate('user', { phase: 'init' });
+  test('upstream CA rollback from update_clients: the old CA signs again and the host still accepts', async () => {
+    const before = (await status()).upstream.keys[0]!.fingerprint;
+    const init = await rotate('upstream', { phase: 'init' });
     await refreshHost();
-    await rotate('user', { phase: 'update_clients' });
+    await rotate('upstream', { phase: 'update_clients' });
     assert.equal(await loginWithFreshCert('update_clients'), fp(init, init.new_ca));
-    const back = await rotate('user', { rollback: true });
+    const back = await rotate('upstream', { rollback: true });
     assert.equal(back.phase, 'standby');
     assert.equal(await loginWithFreshCert('rolled back, before the host refreshed'), before);
     await refreshHost();
@@ -139,10 +140,12 @@ describe('CA rotation with a real host', () => {
     await loginWithFreshCert('host init');
 
     const clients = await rotate('host', { phase: 'update_clients' });
-    assert.deepEqual(clients.hosts_on_old_ca, [NAME], 'the host has not renewed yet');
+    // The proxy the fixture enrolled (for upstream certificates) is in the inventory too.
+    assert.deepEqual(clients.hosts_on_old_ca, ['bastion.test', NAME], 'the host has not renewed yet');
     await loginWithFreshCert('host update_clients, before the renewal');
     const renewed = await runHostCli(['renew', '--root', host.root, '--force']);
     assert.equal(renewed.code, 0, renewed.stderr);
+    await auth.renewProxy();
     await sshd.listening(++reloads);
     assert.equal(hostCa(), fp(init, init.new_ca), 'the host presents a certificate of the new CA');
     assert.notEqual(hostCa(), old);
@@ -166,8 +169,9 @@ describe('CA rotation with a real host', () => {
     // Completing now would drop the CA the host still presents: refused, naming the host.
     const early = await auth.api('POST', '/v1/admin/ca/host/rotation', { token: admin, json: { phase: 'standby' } });
     assert.equal(early.status, 409);
-    assert.match(early.bytes.toString('utf8'), /1 host\(s\) still present certificates of the old host CA \(web01\.test\)/);
+    assert.match(early.bytes.toString('utf8'), /2 host\(s\) still present certificates of the old host CA \(bastion\.test, web01\.test\)/);
     assert.equal((await runHostCli(['renew', '--root', host.root, '--force'])).code, 0);
+    await auth.renewProxy();
     await sshd.listening(++reloads);
     await loginWithFreshCert('before the rollback');
     const back = await rotate('host', { rollback: true });

@@ -25,6 +25,7 @@ describe('pcctl auth rotate', () => {
   test('status, the phases in order with advice, rollback; the CA export follows', async () => {
     const idle = (await ok('pcctl', admin, ['auth', 'rotate', 'status'])).stdout;
     assert.match(idle, /^user CA: phase standby$/m);
+    assert.match(idle, /^upstream CA: phase standby$/m);
     assert.match(idle, /^host CA: phase standby$/m);
     assert.match(idle, /no rotation under way/);
 
@@ -32,8 +33,8 @@ describe('pcctl auth rotate', () => {
     assert.match(init, /^user CA: phase init since \S+Z \(by admin\)$/m);
     assert.match(init, /^ {2}SHA256:\S+ active, old \(id [0-9a-f]{16}\)$/m);
     assert.match(init, /^ {2}SHA256:\S+ standby, new \(id [0-9a-f]{16}\)$/m);
-    assert.match(init, /wait until every host has run krl-refresh .*pcctl auth rotate --type user --phase update_clients/);
-    // GET /v1/ca (what hosts and `pcctl auth export` read) now lists both user CA keys.
+    assert.match(init, /wait until every proxy has fetched the CA keys again .*pcctl auth rotate --type user --phase update_clients/);
+    // GET /v1/ca (what proxies and `pcctl auth export` read) now lists both user CA keys.
     const exported = (await ok('pcctl', admin, ['auth', 'export', '--type', 'user'])).stdout;
     assert.equal(exported.trim().split('\n').length, 2);
 
@@ -60,7 +61,7 @@ describe('pcctl auth rotate', () => {
   });
 
   test('host CA: a full rotation by command; mistakes are one line', async () => {
-    await fails('pcctl', admin, ['auth', 'rotate', '--phase', 'init'], 2, /give --type user or --type host/);
+    await fails('pcctl', admin, ['auth', 'rotate', '--phase', 'init'], 2, /give --type user, --type upstream or --type host/);
     await fails('pcctl', admin, ['auth', 'rotate', '--type', 'host'], 2, /give one of --phase <next> or --rollback/);
     await fails('pcctl', admin, ['auth', 'rotate', '--type', 'host', '--rollback'], 1, /no host CA rotation to roll back/);
     await fails('pcctl', admin, ['auth', 'rotate', '--type', 'host', '--phase', 'update_clients'], 1, /next phase is init, not update_clients/);

@@ -170,12 +170,18 @@ describe('pcctl', () => {
     assert.match(s, /^Auth: +https:\/\/127\.0\.0\.1:\d+ \(alive, ready: /m);
     assert.match(s, /^Signed in: +admin \(admin\), session until /m);
     assert.match(s, /^User CA: +SHA256:\S+ \(active, id \S+\)$/m);
+    assert.match(s, /^Upstream CA: +SHA256:\S+ \(active, id \S+\)$/m);
     assert.match(s, /^Host CA: +SHA256:\S+ /m);
     assert.match(s, /^KRL: +version \d+, \d+ entries/m);
     const j = JSON.parse((await ok('pcctl', admin, ['status', '--json'])).stdout) as { ready: boolean; krl: { version: number } };
     assert.equal(j.ready, true);
     const both = (await ok('pcctl', admin, ['auth', 'export'])).stdout;
-    assert.match(both, /^# user CA: TrustedUserCAKeys/m);
+    assert.match(both, /^# upstream CA: targets' TrustedUserCAKeys/m);
+    assert.match(both, /^# user CA: engineers' certificates, trusted by the proxy only/m);
+    // What a target's sshd_config TrustedUserCAKeys file gets: the upstream CA, not the user CA.
+    const upstream = (await ok('pcctl', admin, ['auth', 'export', '--type', 'upstream'])).stdout;
+    assert.match(upstream, /^ssh-ed25519 AAAA\S+ portcullis-upstream-ca-[0-9a-f]{16}$/m);
+    assert.doesNotMatch(upstream, /portcullis-user-ca-/);
     assert.match(both, /^@cert-authority \* /m);
     assert.match((await ok('pcctl', admin, ['auth', 'export', '--type', 'host'])).stdout, /^@cert-authority \* \S+ \S+ portcullis-host-ca-/);
     const r = await cli('pcctl', admin, ['auth', 'export', '--type', 'both']);

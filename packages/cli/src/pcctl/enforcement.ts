@@ -107,7 +107,7 @@ export function addEnforcementCommands(program: Command): void {
       .option('--public-key <file>', 'certificates of the key in this .pub file')
       .option('--user <name>', "every certificate of a user, and their sessions")
       .option('--host <name>', "a host's certificates")
-      .addOption(new Option('--ca <kind>', 'with --serial or --key-id: only this CA').choices(['user', 'host']))
+      .addOption(new Option('--ca <kind>', 'with --serial or --key-id: only this CA').choices(['user', 'upstream', 'host']))
       .option('--reason <text>', 'recorded in the audit trail')
       .option('--json', 'print JSON')
       .action(async (_o, cmd: Command) => {
