@@ -43,7 +43,7 @@ async function topology(kind: 'cluster' | 'sentinel', dir: TempDir): Promise<Top
   if (kind === 'cluster') {
     const c = await startRedisCluster({ dir: dir.path, masters: 3, replicasPerMaster: 1 });
     return {
-      config: c.config as RedisConfig,
+      config: c.config,
       async failover(key) {
         const m = await c.masterOf(await c.keySlot(key));
         m.kill();
@@ -54,7 +54,7 @@ async function topology(kind: 'cluster' | 'sentinel', dir: TempDir): Promise<Top
   }
   const g = await startRedisSentinelGroup({ dir: dir.path, replicas: 2, sentinels: 3 });
   return {
-    config: g.config as RedisConfig,
+    config: g.config,
     async failover() {
       const m = await g.master();
       m.kill();

@@ -37,7 +37,7 @@ export interface RedisClusterOptions {
 export interface RedisCluster {
   readonly nodes: readonly TopologyNode[];
   /** For connectRedis: `{ cluster: { nodes } }` with every node. */
-  readonly config: { readonly cluster: { readonly nodes: readonly HostPort[] } };
+  readonly config: { readonly cluster: { readonly nodes: HostPort[] } };
   /** The hash slot of a key, as Redis computes it (CLUSTER KEYSLOT). */
   keySlot(key: string): Promise<number>;
   /** The live master serving a slot now, as a live node sees it. */
@@ -74,7 +74,7 @@ export interface RedisSentinelGroup {
   readonly servers: readonly TopologyNode[];
   readonly sentinels: readonly TopologyNode[];
   /** For connectRedis: `{ sentinel: { sentinels, name } }`. */
-  readonly config: { readonly sentinel: { readonly sentinels: readonly HostPort[]; readonly name: string } };
+  readonly config: { readonly sentinel: { readonly sentinels: HostPort[]; readonly name: string } };
   /** The data node every live sentinel names as master (waits until they agree). */
   master(timeoutMs?: number): Promise<TopologyNode>;
   /**
