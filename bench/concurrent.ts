@@ -107,8 +107,13 @@ try {
       at = { heap: mem.heapUsed, rss: rssBytes(proxy.pid)!, fds: openFds(proxy.pid)!, rampCpuMs, holdCpuPct };
     },
   });
-  await sleep(2000);
+  // Every session is closed on the client side; the proxy's descriptors must come back to where
+  // they started (a few more for pooled connections to auth and redis), or something leaked.
+  const closedAt = performance.now();
+  while (openFds(proxy.pid)! > base.fds + 10 && performance.now() - closedAt < 120_000) await sleep(500);
+  const drainSeconds = (performance.now() - closedAt) / 1000;
   const after = { rss: rssBytes(proxy.pid)!, fds: openFds(proxy.pid)!, heap: (await proxy.memory(true)).heapUsed };
+  if (after.fds > base.fds + 10) process.stderr.write(`proxy: ${after.fds} fds ${drainSeconds.toFixed(0)} s after every session closed (${base.fds} before): a descriptor leak\n`);
   await proxy.stop();
 
   let anchor: { run: Run; pssPerSession: number; pss: number; fds: number; rampCpuMs: number } | undefined;
@@ -140,6 +145,7 @@ try {
     { what: `open fds with ${alive} sessions`, ours: m.fds, unit: 'fds', higherIsBetter: false, anchors: a(anchor?.fds) },
     { what: 'CPU per session set-up (ramp CPU / sessions)', ours: m.rampCpuMs / Math.max(1, ours.open), unit: 'ms', higherIsBetter: false, anchors: a(anchor && anchor.rampCpuMs / Math.max(1, anchor.run.open)) },
     { what: `proxy CPU holding ${alive} idle sessions`, ours: m.holdCpuPct, unit: '% of a core', higherIsBetter: false, anchors: a(undefined) },
+    { what: `sessions opened per second while ramping (asked ${RATE}/s)`, ours: ours.open / ours.rampSeconds, unit: '/s', higherIsBetter: true, anchors: a(anchor && anchor.run.open / anchor.run.rampSeconds) },
     { what: `set-up p50 while ramping at ${RATE}/s`, ours: ours.report.setup.p50, unit: 'ms', higherIsBetter: false, anchors: a(anchor?.run.report.setup.p50) },
     { what: 'set-up p90 while ramping', ours: ours.report.setup.p90, unit: 'ms', higherIsBetter: false, anchors: a(anchor?.run.report.setup.p90) },
     { what: 'set-up p99 while ramping', ours: ours.report.setup.p99, unit: 'ms', higherIsBetter: false, anchors: a(anchor?.run.report.setup.p99) },
@@ -150,8 +156,9 @@ try {
   const notes = [
     `${N} real client connections, each with its own upstream connection to one sshd (MaxStartups 200:30:400) and a shell without a pty; ramp open loop at ${RATE}/s with at most ${args['setting-up']} being set up at once; set-up = connect, auth, shell, first echo back.`,
     `Alive = every open session echoed a unique token after all were open. Memory after a full GC in the proxy, ${HOLD_S} s into the hold; idle CPU over those ${HOLD_S} s.`,
-    'The bastion anchor is ssh -J through a stock sshd (forwardOut + the target connection inside it); its memory is the summed PSS of the bastion sshd and its session processes (shared pages divided, so not double-counted), the proxy\'s is its one process\'s RSS.',
-    `After closing all: proxy RSS ${fmt(after.rss / MiB)} MiB, heap ${fmt(after.heap / MiB)} MiB, fds ${after.fds} (before: ${fmt(base.rss / MiB)} MiB, ${fmt(base.mem.heapUsed / MiB)} MiB, ${base.fds} fds).`,
+    'Set-up latency counts from when a session was due (open loop): when the machine opens sessions slower than asked, it is mostly the queue, for both.',
+    'The bastion anchor is ssh -J through a stock sshd (forwardOut + the target connection inside it); its memory is the summed PSS of the bastion sshd and its session processes (shared pages divided, so not double-counted), the proxy\'s is its one process\'s RSS; its CPU counts only processes still alive (the pre-auth children that exited are missing), so it is low.',
+    `After closing all: proxy fds back to ${after.fds} in ${drainSeconds.toFixed(1)} s (${base.fds} before the run); RSS ${fmt(after.rss / MiB)} MiB, heap ${fmt(after.heap / MiB)} MiB (before: ${fmt(base.rss / MiB)} MiB, ${fmt(base.mem.heapUsed / MiB)} MiB).`,
     ...(failures.length > 0 ? [`Failures: ${failures.join('; ')}`] : []),
     ...(ours.dead.length > 0 ? [`Not alive: ${ours.dead.slice(0, 3).join('; ')}`] : []),
   ];

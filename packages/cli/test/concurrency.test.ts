@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { holdSessions, summarizeRun } from '../src/pcsh/bench/index.js';
 import { dialProxy, proxyIdentity } from '../src/pcsh/proxy-ssh.js';
@@ -10,6 +11,7 @@ import { startSshWorld, type SshWorld } from './pcsh-ssh-fixture.js';
  * echoing its own token, then all closed, and the proxy left with no session behind.
  */
 
+const openFds = (): number => readdirSync('/proc/self/fd').length;
 const COUNT = Number(process.env['CONCURRENCY_TEST_SESSIONS'] ?? 200);
 let w: SshWorld;
 before(async () => {
@@ -23,6 +25,8 @@ after(async () => {
 
 test(`${COUNT} concurrent shell sessions through one proxy, all alive at once`, { timeout: 300_000 }, async () => {
   const id = await proxyIdentity({ proxy: w.proxyAddress });
+  // The proxy, auth and the clients share this process: its descriptors must come back.
+  const fds0 = openFds();
   const t0 = performance.now();
   // sshd's default MaxStartups (10:30:100) drops connections past 10 unauthenticated ones.
   const held = holdSessions({ count: COUNT, ratePerSecond: 50, maxSettingUp: 8, dial: () => dialProxy(id, { username: 'root%web01', readyTimeoutMs: 30_000 }) });
@@ -43,5 +47,7 @@ test(`${COUNT} concurrent shell sessions through one proxy, all alive at once`, 
   const deadline = Date.now() + 10_000;
   while (w.proxy.proxy.activeSessions() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   assert.equal(w.proxy.proxy.activeSessions(), 0);
+  while (openFds() > fds0 + 10 && Date.now() < deadline + 20_000) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(openFds() <= fds0 + 10, `${openFds()} fds after every session closed, ${fds0} before`);
   process.stdout.write(`# ${COUNT} sessions ramped in ${(rampMs / 1000).toFixed(1)} s; set-up p50 ${report.setup.p50.toFixed(0)} ms, p99 ${report.setup.p99.toFixed(0)} ms\n`);
 });
