@@ -18,6 +18,7 @@ import {
   withSerial,
 } from '../src/ca/issue.js';
 import type { CertificateDraft, Decision } from '../src/ca/issue.js';
+import { loginSessionOfKeyId } from '../src/ca/client-certificate.js';
 
 const NOW = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
 const NOW_S = BigInt(Math.floor(NOW / 1000));
@@ -65,6 +66,17 @@ test('user certificate: principals exactly the logins, 5 min default, back-dated
   const p = permissionsFromOptions(c.criticalOptions ?? [], c.extensions ?? []);
   assert.deepEqual(p, { ...NO_PERMISSIONS, pty: true });
   assert.equal(withSerial(c, 7n).serial, 7n);
+});
+
+test('user certificate: the key id names the login session it was minted under, which key ids read back', () => {
+  const session = 'a1b2c3d4e5f60718' + '0'.repeat(48);
+  const c = value(decideUserCertificate({ ...base, loginSession: session }));
+  assert.equal(c.keyId, 'alice req=r1 sess=a1b2c3d4e5f60718');
+  assert.equal(loginSessionOfKeyId(c.keyId), 'a1b2c3d4e5f60718');
+  for (const none of ['alice req=r1', 'alice req=r1 via=bastion', 'alice sess=XYZ', 'alice req=r1 sess=a1b2c3d4e5f6071', 'sess=a1b2c3d4e5f60718']) {
+    assert.equal(loginSessionOfKeyId(none), undefined, none);
+  }
+  refused(decideUserCertificate({ ...base, loginSession: 'not hex' }), 'ERR_BAD_REQUEST', 'bad_request', /loginSession/);
 });
 
 test('user certificate: requested lifetime is capped by the roles', () => {
