@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { formatCertificate, publicPart } from '@portcullis/cert-core';
 import { runOk, tempDir } from '@portcullis/harness';
 import type { TempDir } from '@portcullis/harness';
-import { HttpAuthority, PinnedHttps, defaultDialAddress, failureOf, isProxyError, noticesBetween, readAccess, readHost, readIssued, readKrl } from '../src/index.js';
+import { HttpAuthority, PinnedHttps, authorityRequests, defaultDialAddress, failureOf, isProxyError, noticesBetween, readAccess, readHost, readIssued, readKrl } from '../src/index.js';
 import type { AuthorityNotice, HttpAnswer, LockNotice } from '../src/index.js';
 import { StandInAuthority, newKey } from './support/authority.js';
 
@@ -24,6 +24,23 @@ const answer = (status: number, body: unknown, headers: Record<string, string> =
 });
 const refusal = (code: string, message: string): { error: { code: string; message: string } } => ({ error: { code, message } });
 const CREDENTIAL = 'c'.repeat(43);
+
+describe('authority-http: requests name the client certificate', () => {
+  const client = { serial: 18446744073709551615n, keyId: 'alice req=r1 sess=0123456789abcdef', fingerprint: `SHA256:${'a/+B'.repeat(10)}abc` };
+
+  it('the access check carries serial, key id and fingerprint in the query (uint64 exact, escaped); without them it asks by user', () => {
+    assert.equal(authorityRequests.access('alice').path, '/v1/proxy/access/alice');
+    const q = new URL(`https://x${authorityRequests.access('alice', client).path}`).searchParams;
+    assert.equal(q.get('serial'), '18446744073709551615');
+    assert.equal(q.get('key_id'), client.keyId);
+    assert.equal(q.get('fingerprint'), client.fingerprint);
+  });
+
+  it('the upstream request carries the client certificate', () => {
+    const c = authorityRequests.upstream({ user: 'alice', login: 'root', host: 'web01', publicKey: publicPart(newKey()), client });
+    assert.deepEqual((c.json as { client: unknown }).client, { serial: '18446744073709551615', key_id: client.keyId, fingerprint: client.fingerprint });
+  });
+});
 
 describe('authority-http: reading auth\'s answers', () => {
   it('maps access: 200 to UserAccess, 403 and 423 to ERR_ACCESS_DENIED with auth\'s words, the rest to unavailable', () => {
