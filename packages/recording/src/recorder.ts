@@ -1,7 +1,6 @@
 import { encodeSignature, formatPublicKey, type PublicKey, type SshSignature } from '@portcullis/cert-core';
 import { encodeEvent, metaToFields } from './codec.js';
-import { DigestChain } from './chain.js';
-import { hex, signedRecordingPayload } from './digest.js';
+import { chainEvent, hex, initialDigest, signedRecordingPayload } from './digest.js';
 import { RecordingError } from './errors.js';
 import { NO_METRICS, type RecordingMetrics, type RecordingTrouble } from './health.js';
 import { checkRecordingId } from './keys.js';
@@ -109,8 +108,6 @@ function returnSlab(slab: Buffer): void {
 }
 
 const MAX_TYPED_LINES = 10_000;
-/** Bytes waiting to be hashed before the session waits (the thread pool is busy elsewhere). */
-const HASH_BACKLOG = 2 * 1024 * 1024;
 /** Bytes a terminal emulator may have queued before the session waits for it (xterm drops past 50 MB). */
 const SCREEN_BACKLOG = 4 * 1024 * 1024;
 
@@ -130,8 +127,7 @@ export class Recorder {
   private readonly now: () => number;
   private sink: RecordingSink | undefined;
   private meta!: Writable<RecordingMeta>;
-  /** Between the recorder and the sink: numbers chained in order, large ones off the event loop. */
-  private chain: DigestChain | undefined;
+  private digest: Uint8Array = new Uint8Array(0);
   private seq = 0;
   private lastT = 0;
   private pending: PendingChunk | undefined;
@@ -179,6 +175,7 @@ export class Recorder {
       lastSeq: 0,
       lostEvents: 0,
     };
+    this.digest = initialDigest(id);
     const onTrouble = this.o.onTrouble ?? (() => {});
     const metrics = this.o.metrics ?? NO_METRICS;
     const startFields = metaToFields(this.meta);
@@ -217,7 +214,6 @@ export class Recorder {
       onTrouble,
       metrics,
     });
-    this.chain = new DigestChain(id, this.sink);
     this.sink.enqueue({ kind: 'meta', fields: startFields });
     this.sink.enqueue({ kind: 'index', entry: { startedAt, user: session.user, host: session.host, login: session.login } });
     await this.sink.flush();
@@ -234,7 +230,7 @@ export class Recorder {
       this.append('output', channel, stream, data);
     }
     // The emulator parses asynchronously and drops input past its own watermark: let it keep up.
-    return this.pressure(sink) ?? (st.screen && st.screen.backlog > SCREEN_BACKLOG ? st.screen.settled() : undefined);
+    return sink.pressure() ?? (st.screen && st.screen.backlog > SCREEN_BACKLOG ? st.screen.settled() : undefined);
   }
 
   input(channel: number, data: Uint8Array): void | Promise<void> {
@@ -248,7 +244,7 @@ export class Recorder {
       this.append('input', channel, 0, data);
       if (st.lines) this.typed(st.lines.push(data));
     }
-    return this.pressure(sink);
+    return sink.pressure();
   }
 
   event(e: ChannelEvent): void | Promise<void> {
@@ -283,7 +279,7 @@ export class Recorder {
         st.role = 'exec';
         this.setPrimary(e.channel, e.command);
         this.emit({ type: 'exec', channel: e.channel, command: e.command });
-        this.chain!.enqueue({ kind: 'index', entry: { startedAt: this.meta.startedAt, commands: [e.command] } });
+        this.sink!.enqueue({ kind: 'index', entry: { startedAt: this.meta.startedAt, commands: [e.command] } });
         break;
       case 'subsystem':
         st.role = e.name === 'sftp' ? 'sftp' : 'subsystem';
@@ -316,7 +312,7 @@ export class Recorder {
         this.closeChannel(e.channel, st);
         break;
     }
-    return this.pressure(sink);
+    return sink.pressure();
   }
 
   async end(summary: SessionSummary): Promise<void> {
@@ -331,11 +327,9 @@ export class Recorder {
       if (st.sftp) for (const op of st.sftp.end()) this.emit({ type: 'sftp', channel, op });
     }
     await Promise.all(this.snapshots);
-    await this.chain!.settled();
     for (const st of this.channels.values()) st.screen?.dispose();
     if (sink.lost.events > 0) this.emit({ type: 'lost', events: sink.lost.events, bytes: sink.lost.bytes, reason: 'redis and spool both failed' });
     this.emit({ type: 'end', reason: summary.reason, bytesIn: summary.bytesIn, bytesOut: summary.bytesOut, interrupted: false });
-    await this.chain!.settled();
     const final: Writable<RecordingMeta> = {
       ...this.meta,
       state: 'ended',
@@ -345,7 +339,7 @@ export class Recorder {
       endReason: summary.reason,
       lastSeq: this.seq,
       lostEvents: sink.lost.events,
-      digest: hex(this.chain!.digest),
+      digest: hex(this.digest),
     };
     if (this.o.signer) {
       const sig = await this.o.signer.sign(signedRecordingPayload(final));
@@ -366,28 +360,20 @@ export class Recorder {
    * Rejects in strict mode once an event could not be stored.
    */
   flush(): Promise<void> {
-    const sink = this.sink;
-    if (!sink) return Promise.resolve();
+    if (!this.sink) return Promise.resolve();
     this.flushPending();
-    return this.chain!.settled().then(() => sink.flush());
+    return this.sink.flush();
   }
 
   /** Resolves when every event is in Redis and the spool file is gone or empty (tests, shutdown). */
   drained(): Promise<void> {
-    const sink = this.sink;
-    if (!sink) return Promise.resolve();
-    return this.chain!.settled().then(() => sink.drained());
+    return this.sink?.drained() ?? Promise.resolve();
   }
 
   /** Stops background retries, leaving any spool file for uploadSpool (service shutdown). */
   async stop(): Promise<void> {
     clearTimeout(this.pendingTimer);
     await this.sink?.stop();
-  }
-
-  /** The sink's backpressure, or the chain's when events wait for their digest. */
-  private pressure(sink: RecordingSink): Promise<void> | undefined {
-    return sink.pressure() ?? (this.chain!.heldBytes > HASH_BACKLOG ? this.chain!.settled() : undefined);
   }
 
   private liveSink(): RecordingSink | undefined {
@@ -428,12 +414,12 @@ export class Recorder {
     if (lines.length === 0 || room <= 0) return;
     const take = lines.slice(0, room);
     this.typedLines += take.length;
-    this.chain!.enqueue({ kind: 'index', entry: { startedAt: this.meta.startedAt, commands: take } });
+    this.sink!.enqueue({ kind: 'index', entry: { startedAt: this.meta.startedAt, commands: take } });
   }
 
   private updateMeta(fields: Partial<RecordingMeta>): void {
     Object.assign(this.meta, fields);
-    this.chain!.enqueue({ kind: 'meta', fields: metaToFields(fields) });
+    this.sink!.enqueue({ kind: 'meta', fields: metaToFields(fields) });
   }
 
   private offset(): number {
@@ -501,13 +487,13 @@ export class Recorder {
   private snapshot(channel: number, st: ChannelState, seq: number, t: number): void {
     st.sinceSnapshot = 0;
     st.lastSnapshotT = t;
-    const chain = this.chain!;
+    const sink = this.sink!;
     const done = st
       .screen!.snapshot()
       .then((s) => {
-        chain.enqueue({ kind: 'snapshot', snapshot: { channel, seq, t, cols: s.cols, rows: s.rows, screen: s.screen } });
+        sink.enqueue({ kind: 'snapshot', snapshot: { channel, seq, t, cols: s.cols, rows: s.rows, screen: s.screen } });
         // The hash tells listings how far a live recording has got.
-        chain.enqueue({ kind: 'meta', fields: { lastSeq: String(this.seq) } });
+        sink.enqueue({ kind: 'meta', fields: { lastSeq: String(this.seq) } });
       })
       .catch(() => {
         // A snapshot is an optimisation; the events are the record.
@@ -524,7 +510,9 @@ export class Recorder {
   /** Numbers, stamps, chains and queues one event; returns its sequence number. */
   private record(body: RecordingEventBody, t: number, stored?: () => void): number {
     const seq = ++this.seq;
-    this.chain!.event(seq, t, encodeEvent({ ...body, seq, t }), stored);
+    const event = encodeEvent({ ...body, seq, t });
+    this.digest = chainEvent(this.digest, event);
+    this.sink!.enqueue(stored ? { kind: 'event', seq, t, event, digest: this.digest, stored } : { kind: 'event', seq, t, event, digest: this.digest });
     return seq;
   }
 }

@@ -10,7 +10,7 @@ import { enc, redisFixture, sessionMeta } from './fixture.js';
 
 const skip = !hasTool('redis-server') && 'redis-server is not installed';
 
-test('bulk output: events hashed off the event loop keep their place among the events around them; the signed chain verifies', { skip }, async (t) => {
+test('bulk output: slab-sized events keep their place among the small events around them, none is overwritten by a reused slab, and the signed chain verifies', { skip }, async (t) => {
   const fx = await redisFixture(t);
   const signer = keySigner(nodeCrypto, generateKey(nodeCrypto, 'ssh-ed25519'));
   const rec = new Recorder({ redis: fx.redis, mode: 'best-effort', signer });
