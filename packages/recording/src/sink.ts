@@ -76,9 +76,15 @@ export class RecordingSink {
    * batch at a time there.
    */
   private readonly maxFlights: number;
+  /**
+   * No more unanswered than the session may queue: a strict session (1 MiB) keeps the output a
+   * client may have seen and Redis may not have to what it was with one batch at a time.
+   */
+  private readonly maxInFlightBytes: number;
 
   constructor(private readonly o: SinkOptions) {
     this.maxFlights = o.redis.isCluster ? 1 : MAX_FLIGHTS;
+    this.maxInFlightBytes = Math.max(1, Math.min(IN_FLIGHT_BYTES, o.highWaterBytes));
   }
 
   get failed(): RecordingError | undefined {
@@ -196,8 +202,8 @@ export class RecordingSink {
 
   /** Direct: sends batches while there is room in flight. */
   private launch(): void {
-    while (this.queue.length > 0 && this.flights.length < this.maxFlights && this.inFlightBytes < IN_FLIGHT_BYTES) {
-      const { batch, bytes } = this.takeBatch(Math.min(BATCH_BYTES, IN_FLIGHT_BYTES - this.inFlightBytes));
+    while (this.queue.length > 0 && this.flights.length < this.maxFlights && this.inFlightBytes < this.maxInFlightBytes) {
+      const { batch, bytes } = this.takeBatch(Math.min(BATCH_BYTES, this.maxInFlightBytes - this.inFlightBytes));
       const flight: Flight = { batch, bytes, outcome: undefined, abandoned: false };
       this.flights.push(flight);
       this.inFlightBytes += bytes;
@@ -268,7 +274,7 @@ export class RecordingSink {
       this.settle();
     }
     // Back to direct (the retry drained the spool): what queued meanwhile goes to Redis.
-    if (this.state === 'direct' && !this.retryDue) this.launch();
+    if (this.state === 'direct' && !this.retryDue && !this.stopped && !this.failure) this.launch();
   }
 
   private async spoolBatch(batch: StoreItem[]): Promise<void> {
@@ -386,8 +392,9 @@ export class RecordingSink {
 const BATCH_ITEMS = 1024;
 const BATCH_BYTES = 4 * 1024 * 1024;
 /**
- * Batches and bytes unanswered at once. Four keep Redis busy while the recorder prepares the
- * next (bench/recording.ts); the bytes bound the memory a session holds beyond highWaterBytes.
+ * Batches and bytes unanswered at once (bytes also at most highWaterBytes). Four keep Redis busy
+ * while the recorder prepares the next (bench/recording.ts); the bytes bound the memory a
+ * session holds beyond highWaterBytes.
  */
 const MAX_FLIGHTS = 4;
 const IN_FLIGHT_BYTES = 4 * 1024 * 1024;
