@@ -91,7 +91,7 @@ describe('CA rotation with a real host', () => {
     await refreshHost();
     assert.equal(userCaLines(), 2, 'the host trusts both upstream CAs');
     assert.equal(await loginWithFreshCert('init'), old);
-    // Signed by the old CA just before the switch (upstream certificates live two minutes).
+    // Signed by the old CA just before the switch (upstream certificates are short-lived).
     const early = await userIdentity(auth, dir.path, 'id_early', NAME);
 
     await rotate('upstream', { phase: 'update_clients' });

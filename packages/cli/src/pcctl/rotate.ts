@@ -45,7 +45,7 @@ function advice(v: RotationView): string {
   if (v.phase === 'update_servers') {
     const pending = v.hosts_on_old_ca ?? [];
     const wait = v.kind !== 'host'
-      ? `wait until ${v.kind} certificates of the old CA have expired (they are refused once it is dropped${v.kind === 'upstream' ? '; they last two minutes' : ''})`
+      ? `wait until ${v.kind} certificates of the old CA have expired (they are refused once it is dropped${v.kind === 'upstream' ? '; they run out at most six minutes after signing' : ''})`
       : pending.length > 0
         ? `${pending.length} host(s) still present old certificates (${pending.slice(0, 5).join(', ')}${pending.length > 5 ? ', …' : ''}): wait for their renewal timer or run \`portcullis host renew --force\` there`
         : 'every enrolled host has renewed onto the new CA';
