@@ -93,6 +93,7 @@ export async function startProxyWorkers(o: ProxyWorkersOptions = {}): Promise<Pr
         if (m.type === LISTENING && !started) {
           started = true;
           delay = baseDelay;
+          log('info', `proxy worker ${index} (pid ${worker.process.pid ?? '?'}) listening`);
           resolve(m.port);
         } else if (m.type === FAILED && !started) {
           reject(new Error(`proxy worker ${index} could not start: ${m.message}`));
@@ -106,17 +107,32 @@ export async function startProxyWorkers(o: ProxyWorkersOptions = {}): Promise<Pr
         }
         if (stopping !== undefined) return;
         log('warn', `proxy worker ${index} (pid ${worker.process.pid ?? '?'}) exited (code ${code ?? '-'}, signal ${signal ?? '-'}); starting another in ${delay} ms`);
-        const wait = delay;
-        delay = Math.min(delay * 2, 60_000);
-        setTimeout(() => {
-          if (stopping === undefined) fork(index).catch((e: unknown) => log('error', e instanceof Error ? e.message : String(e)));
-        }, wait).unref();
+        replace(index);
       });
     });
   };
 
+  // Kept referenced: a primary whose workers all died waits for their replacements rather
+  // than exiting; stop() clears them.
+  const pending = new Set<NodeJS.Timeout>();
+  const replace = (index: number): void => {
+    const wait = delay;
+    delay = Math.min(delay * 2, 60_000);
+    const timer = setTimeout(() => {
+      pending.delete(timer);
+      if (stopping !== undefined) return;
+      fork(index).catch((e: unknown) => {
+        log('error', `${e instanceof Error ? e.message : String(e)}; trying again in ${delay} ms`);
+        replace(index);
+      });
+    }, wait);
+    pending.add(timer);
+  };
+
   const stop = (options: { readonly graceMs?: number } = {}): Promise<void> => {
     stopping ??= (async () => {
+      for (const t of pending) clearTimeout(t);
+      pending.clear();
       const workers = [...live.values()];
       const grace = options.graceMs ?? graceMs;
       await Promise.all(
@@ -168,6 +184,12 @@ export async function startProxyWorkers(o: ProxyWorkersOptions = {}): Promise<Pr
   };
 }
 
+/** What a worker runs: a RunningProxy, or the whole service around one (main.ts). */
+export interface ProxyWorkerService {
+  readonly port: number;
+  stop(options?: { readonly graceMs?: number }): Promise<void>;
+}
+
 export interface ProxyWorkerOptions {
   /** Runs after the proxy stopped and before the worker exits (close the auth client, flush). */
   readonly afterStop?: () => void | Promise<void>;
@@ -179,10 +201,10 @@ export interface ProxyWorkerOptions {
  * In a worker: starts this worker's proxy (its listen() goes through the primary's socket),
  * tells the primary it listens, and drains on the primary's stop message or its own SIGTERM.
  */
-export async function runProxyWorker(start: () => Promise<RunningProxy>, o: ProxyWorkerOptions = {}): Promise<RunningProxy> {
+export async function runProxyWorker<T extends ProxyWorkerService = RunningProxy>(start: () => Promise<T>, o: ProxyWorkerOptions = {}): Promise<T> {
   const send = process.send?.bind(process);
   if (!cluster.isWorker || send === undefined) throw new TypeError('proxy: runProxyWorker runs in a cluster worker');
-  let proxy: RunningProxy;
+  let proxy: T;
   try {
     proxy = await start();
   } catch (e) {
