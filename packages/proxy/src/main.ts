@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -17,6 +18,17 @@ import { WebSessionEngine } from './web-session.js';
 import type { RecordingSignatureService, SessionRecording } from './recording.js';
 import { startProxy, type RunningProxy } from './server.js';
 import { loadProxyServiceConfig, type ProxyServiceConfig } from './service-config.js';
+import {
+  exportWorkerMetrics,
+  listenMetrics,
+  proxyWorkerPlace,
+  spoolEntries,
+  spoolPlacement,
+  startProxyServicePrimary,
+  workerCount,
+  type ProxyWorkerPlace,
+} from './service-workers.js';
+import { runProxyWorker } from './workers.js';
 
 export { loadProxyServiceConfig, parseProxyServiceConfig, proxyRedisConfig } from './service-config.js';
 export type { ProxyRedisConfig, ProxyServiceConfig } from './service-config.js';
@@ -24,7 +36,8 @@ export type { ProxyRedisConfig, ProxyServiceConfig } from './service-config.js';
 /*
  * The proxy as a service: node --import tsx packages/proxy/src/main.ts --config proxy.yaml
  * (`portcullis start` calls startProxyService the same way). One process: the SSH listener,
- * the recorder wiring, an optional metrics listener. Exit codes: 0 after a clean stop on
+ * the recorder wiring, an optional metrics listener; or, with `workers` > 1, a primary that
+ * forks that many such processes behind the one listener (service-workers.ts). Exit codes: 0 after a clean stop on
  * SIGINT/SIGTERM, 2 for a bad command line or config, 1 when the service could not start.
  */
 
@@ -37,6 +50,8 @@ export interface ProxyServiceDeps {
   /** Default: one JSON line per event on stdout, for the log shipper. */
   readonly audit?: (event: ProxyAuditEvent) => void;
   readonly log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /** Set in a worker of a primary (runMain does): its own spool directory, metrics served by the primary. */
+  readonly worker?: ProxyWorkerPlace;
 }
 
 export interface RunningProxyService {
@@ -107,12 +122,15 @@ export async function startProxyService(config: ProxyServiceConfig, deps: ProxyS
   redis.on('ready', () => (lastRedisError = ''));
 
   const metrics = createProxyMetrics();
+  if (deps.worker !== undefined) exportWorkerMetrics(metrics.registry, deps.worker.index);
+  const spool = spoolPlacement(config.recording.spoolDir, deps.worker, spoolEntries(config.recording.spoolDir));
   let recording: SessionRecording | undefined;
   let metricsServer: Server | undefined;
   try {
     recording = await startSessionRecording({
       redis,
-      spoolDir: config.recording.spoolDir,
+      spoolDir: spool.spoolDir,
+      adoptSpoolDirs: spool.adopt,
       uploadIntervalMs: config.recording.uploadIntervalMs,
       spoolFsync: config.recording.spoolFsync,
       registry: metrics.registry,
@@ -135,18 +153,11 @@ export async function startProxyService(config: ProxyServiceConfig, deps: ProxyS
     const webSessions = new WebSessionEngine({ authority, tap: recording.tap, audit, metrics, log });
     await webSessions.start();
     let metricsPort: number | undefined;
-    if (config.metricsListen !== undefined) {
-      const server = createServer((req, res) => {
-        if (req.url !== '/metrics') return void res.writeHead(404).end();
-        metrics.text().then(
-          (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
-          () => res.writeHead(500).end(),
-        );
-      });
-      metricsServer = server;
-      await new Promise<void>((ok, fail) => server.once('error', fail).listen(config.metricsListen!.port, config.metricsListen!.host, ok));
-      const a = server.address();
-      metricsPort = typeof a === 'object' && a !== null ? a.port : undefined;
+    // A worker's metrics go out through its primary's listener.
+    if (config.metricsListen !== undefined && deps.worker === undefined) {
+      const listening = await listenMetrics(config.metricsListen, () => metrics.text(), metrics.contentType);
+      metricsServer = listening.server;
+      metricsPort = listening.port;
     }
     const rec = recording;
     let stopping: Promise<void> | undefined;
@@ -193,22 +204,59 @@ export async function runMain(argv: readonly string[], deps: ProxyServiceDeps = 
     process.stderr.write(`${(e as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  let service: RunningProxyService;
-  try {
-    service = await startProxyService(loadProxyServiceConfig(configPath), deps);
-  } catch (e) {
+  const cannotStart = (e: unknown): number => {
     process.stderr.write(`proxy: cannot start: ${e instanceof Error ? e.message : String(e)}\n`);
     return e instanceof ProxyError && e.code === 'ERR_CONFIG' ? 2 : 1;
+  };
+  let config: ProxyServiceConfig;
+  let place: ProxyWorkerPlace | undefined;
+  try {
+    config = loadProxyServiceConfig(configPath);
+    place = proxyWorkerPlace();
+  } catch (e) {
+    return cannotStart(e);
+  }
+  if (place !== undefined) {
+    const worker = place;
+    // runProxyWorker reports a failed start to the primary and exits the process when drained.
+    await runProxyWorker(
+      async () => {
+        const s = await startProxyService(config, { ...deps, worker });
+        return { port: s.proxy.port, stop: () => s.stop() };
+      },
+      { graceMs: config.drainGraceMs },
+    );
+    return new Promise<number>(() => {});
+  }
+  const count = workerCount(config.workers, availableParallelism());
+  if (count > 1) return runPrimary(config, count, deps.log ?? stderrLog).catch(cannotStart);
+  let service: RunningProxyService;
+  try {
+    service = await startProxyService(config, deps);
+  } catch (e) {
+    return cannotStart(e);
   }
   const { host, port } = service.proxy;
   process.stderr.write(`proxy: listening on ${host}:${port}${service.metricsPort === undefined ? '' : `, metrics on port ${service.metricsPort}`}\n`);
+  return untilSignal(() => service.stop());
+}
+
+async function runPrimary(config: ProxyServiceConfig, count: number, log: (level: 'info' | 'warn' | 'error', message: string) => void): Promise<number> {
+  const primary = await startProxyServicePrimary(config, count, log);
+  const metrics = primary.metricsPort === undefined ? '' : `, metrics on port ${primary.metricsPort}`;
+  process.stderr.write(`proxy: listening on ${config.listen.host}:${primary.pool.port} with ${count} workers${metrics}\n`);
+  return untilSignal(() => primary.stop());
+}
+
+/** Runs until SIGINT/SIGTERM, then `stop`; resolves to the exit code. */
+function untilSignal(stop: () => Promise<void>): Promise<number> {
   return new Promise<number>((resolveExit) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
       process.stderr.write(`proxy: ${signal}: draining sessions\n`);
-      service.stop().then(
+      stop().then(
         () => resolveExit(0),
         (e: unknown) => {
           process.stderr.write(`proxy: stop failed: ${String(e)}\n`);

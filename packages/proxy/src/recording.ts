@@ -40,6 +40,11 @@ export interface SessionRecordingOptions {
   readonly redis: RedisClient;
   /** Spool files, one per live session (`<state dir>/recordings`); created 0700 if missing. */
   readonly spoolDir: string;
+  /**
+   * Spool directories no process writes to any more (a previous run with another number of
+   * workers): uploaded with every pass beside spoolDir, so their files are not left behind.
+   */
+  readonly adoptSpoolDirs?: readonly string[];
   /** Signs each finished recording; without it recordings are stored unsigned (tests only). */
   readonly signatures?: RecordingSignatureService;
   /** Recording keys expire this long after their last write (default: never). */
@@ -103,21 +108,24 @@ export async function startSessionRecording(o: SessionRecordingOptions): Promise
   let uploading: Promise<readonly SpoolUpload[]> | undefined;
   const upload = (): Promise<readonly SpoolUpload[]> => {
     // One pass at a time: a slow Redis must not pile passes up over the same files.
-    uploading ??= uploadSpool(o.spoolDir, {
-      redis: o.redis,
-      ...(signer === undefined ? {} : { signer }),
-      ...(o.retentionMs === undefined ? {} : { retentionMs: o.retentionMs }),
-      ...(metrics === undefined ? {} : { metrics }),
-    })
-      .then((results) => {
-        for (const r of results) reportUpload(r, emit, log);
-        return results;
-      })
-      .catch((e: unknown) => {
-        log('warn', `recording: spool upload from ${o.spoolDir} failed: ${e instanceof Error ? e.message : String(e)}`);
-        return [];
-      })
-      .finally(() => (uploading = undefined));
+    uploading ??= (async () => {
+      const all: SpoolUpload[] = [];
+      for (const dir of [o.spoolDir, ...(o.adoptSpoolDirs ?? [])]) {
+        try {
+          const results = await uploadSpool(dir, {
+            redis: o.redis,
+            ...(signer === undefined ? {} : { signer }),
+            ...(o.retentionMs === undefined ? {} : { retentionMs: o.retentionMs }),
+            ...(metrics === undefined ? {} : { metrics }),
+          });
+          for (const r of results) reportUpload(r, emit, log);
+          all.push(...results);
+        } catch (e) {
+          log('warn', `recording: spool upload from ${dir} failed: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+      return all;
+    })().finally(() => (uploading = undefined));
     return uploading;
   };
   await upload();

@@ -44,6 +44,8 @@ const configSchema = z.strictObject({
     .default({ upload_interval: 60_000, spool_fsync: 'interval' }),
   metrics: z.strictObject({ listen: z.string().min(1) }).optional(),
   drain_grace: duration.default(30_000),
+  /** Proxy processes behind the one listener (service-workers.ts): a count or `auto`, one per core. */
+  workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
 });
 
 /** The config file, checked, with paths made absolute and durations in milliseconds. */
@@ -63,6 +65,8 @@ export interface ProxyServiceConfig {
   };
   readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
   readonly drainGraceMs: number;
+  /** Proxy processes sharing the listener; 1 runs the proxy in this process, `auto` one per core. */
+  readonly workers: number | 'auto';
 }
 
 function hostPort(s: string, what: string): { host: string; port: number } {
@@ -102,6 +106,7 @@ export function parseProxyServiceConfig(doc: unknown, baseDir = process.cwd()): 
     },
     metricsListen: c.metrics === undefined ? undefined : hostPort(c.metrics.listen, 'metrics.listen'),
     drainGraceMs: c.drain_grace,
+    workers: c.workers,
   };
 }
 

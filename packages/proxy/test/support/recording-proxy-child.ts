@@ -35,6 +35,7 @@ authority.hosts.push(...state.hosts);
 process.exitCode = await runMain(['--config', configPath], {
   authority,
   signatures: localSignatureService(keySigner(nodeCrypto, key(state.recordingKey))),
-  audit: (e) => process.stdout.write(`${JSON.stringify(e)}\n`),
+  // With workers, which process wrote the event (service-workers.test.ts tells them apart).
+  audit: (e) => process.stdout.write(`${JSON.stringify({ ...e, pid: process.pid })}\n`),
   log: (level, message) => process.stderr.write(`proxy ${level}: ${message}\n`),
 });
