@@ -4,19 +4,25 @@ import { createConnection } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAuthConfig } from '@portcullis/auth';
+import { connectRedis, type RedisConfig, type RedisConnection } from '@portcullis/store';
 import { CliError } from '../common/errors.js';
-import { loadStartConfig, serviceDir } from './config.js';
+import { KEYS_FILE, deleteKeys, describeKeys, dumpKeys, isRecordingKey, readKeys, restoreKeys, scanKeys, temporaryRedis } from './backup-keys.js';
+import { loadStartConfig } from './config.js';
 
 /*
  * `portcullis backup` and `portcullis restore`: the whole state of a Portcullis install in one
  * file. What has to be in it: Redis (users, roles, sessions, the serial counter, hosts, audit,
- * recordings), the CA keys and auth's TLS key (proxies and hosts pin its fingerprint, so a new
- * one would strand them), the proxy's credential and host key, web's directory, and the config.
+ * and recordings when asked), the CA keys and auth's TLS key (proxies and hosts pin its
+ * fingerprint, so a new one would strand them), the proxy's credential and host key, web's
+ * directory, and the config.
  *
- * Redis is taken as an RDB snapshot through the replication protocol (`redis-cli --rdb`), which
- * Redis makes from one fork: a point-in-time copy however busy the service is, for the embedded
- * server (its socket) and an external one (its URL) alike. The files are copied beside it; they
- * only change on CA rotation or enrollment, which an operator does not run during a backup.
+ * Redis goes in as a keys file (backup-keys.ts): DUMP payloads of every `pc:*` key, so a backup
+ * of any topology (embedded, a URL, Sentinel, Cluster) restores into any other. The embedded
+ * server is read from one snapshot (an RDB through `redis-cli --rdb` while it runs, its AOF at
+ * rest when stopped, loaded into a private redis-server): a point-in-time copy. An external
+ * Redis is read key by key while it serves: not one instant, which the serial floor
+ * (auth/src/ca/serials.ts) makes safe for certificates. Version 1 archives (an RDB or AOF) are
+ * still read, through the same private redis-server.
  *
  * The archive is a plain .tar.gz written 0600 and not encrypted here: it holds the CA private
  * keys, and the operator's own key management (age, gpg, a KMS-backed bucket) is a better place
@@ -25,16 +31,34 @@ import { loadStartConfig, serviceDir } from './config.js';
 
 const run = promisify(execFile);
 const FORMAT = 'portcullis-backup';
-const VERSION = 1;
-/** Left out of the file copy: the embedded Redis (taken as RDB instead) and earlier restores' leftovers. */
+const VERSION = 2;
+/** Left out of the file copy: the embedded Redis (taken as keys instead) and earlier restores' leftovers. */
 const SKIP_TOP = /^(pre-restore-|\.restore-|\.backup-)/;
+
+interface ManifestV1 {
+  readonly format: typeof FORMAT;
+  readonly version: 1;
+  readonly createdAt: string;
+  readonly redis: 'embedded' | 'external';
+  readonly stateDir: string;
+  readonly config: string | undefined;
+}
 
 interface Manifest {
   readonly format: typeof FORMAT;
-  readonly version: number;
+  readonly version: 2;
   readonly createdAt: string;
-  /** Where the Redis data came from: the embedded server is rebuilt by restore, an external one is not. */
-  readonly redis: 'embedded' | 'external';
+  readonly redis: {
+    /** The topology it was read from (any restores into any). */
+    readonly source: RedisConnection['kind'];
+    /** The keys file in the archive and how many keys it holds. */
+    readonly file: typeof KEYS_FILE;
+    readonly keys: number;
+    /** Whether session recordings (`pc:{rec:…}`, `pc:{recidx}…`) are in it. */
+    readonly recordings: boolean;
+    /** One snapshot (embedded) or read key by key while serving (external). */
+    readonly pointInTime: boolean;
+  };
   readonly stateDir: string;
   readonly config: string | undefined;
 }
@@ -44,9 +68,9 @@ type Log = (line: string) => void;
 interface Target {
   readonly stateDir: string;
   readonly configPath: string | undefined;
-  /** The embedded Redis's directory, or undefined when auth uses an external Redis (or runs elsewhere). */
+  readonly redis: RedisConfig;
+  /** The embedded Redis's directory, or undefined when auth uses an external Redis. */
   readonly embeddedDir: string | undefined;
-  readonly redisUrl: string | undefined;
 }
 
 /** Where the state is and which Redis holds it, from the same config `portcullis start` reads. */
@@ -56,18 +80,17 @@ function target(o: { config?: string; state?: string; redisUrl?: string; env?: N
   const c = loadStartConfig(o.config, { env: o.env ?? process.env });
   const stateDir = resolve(o.state ?? c.state_dir);
   const authDir = join(stateDir, 'auth');
-  let redis: { embedded?: { stateDir: string }; url?: string } = {};
+  let redis: RedisConfig;
   try {
-    redis = parseAuthConfig({ ...c.auth, state_dir: authDir }, { env: {}, baseDir: c.baseDir }).redis as typeof redis;
+    redis = o.redisUrl !== undefined ? { url: o.redisUrl } : parseAuthConfig({ ...c.auth, state_dir: authDir }, { env: {}, baseDir: c.baseDir }).redis;
   } catch (e) {
     throw new CliError('ERR_CONFIG', `auth: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const url = o.redisUrl ?? redis.url;
   return {
     stateDir,
     configPath: o.config === undefined ? undefined : resolve(o.config),
-    embeddedDir: url === undefined ? (redis.embedded?.stateDir ?? join(authDir, 'redis')) : undefined,
-    redisUrl: url,
+    redis,
+    embeddedDir: 'embedded' in redis ? resolve(redis.embedded.stateDir) : undefined,
   };
 }
 
@@ -81,28 +104,40 @@ function socketAlive(path: string): Promise<boolean> {
   });
 }
 
-async function redisCli(args: readonly string[], password?: string): Promise<string> {
+async function redisCli(args: readonly string[]): Promise<string> {
   try {
-    return (await run('redis-cli', [...args], { maxBuffer: 1 << 20, env: password === undefined ? process.env : { ...process.env, REDISCLI_AUTH: password } })).stdout;
+    return (await run('redis-cli', [...args], { maxBuffer: 1 << 20 })).stdout;
   } catch (e) {
     const err = e as { stderr?: string; message: string; code?: string };
     if (err.code === 'ENOENT') throw new CliError('ERR_CONFIG', 'redis-cli not found: install Debian\'s redis-tools (or redis-server)');
-    throw new CliError('ERR_UNREACHABLE', `redis-cli ${args.filter((a) => !a.startsWith('redis')).join(' ')}: ${(err.stderr ?? err.message).trim().split('\n').pop()}`);
+    throw new CliError('ERR_UNREACHABLE', `redis-cli ${args.join(' ')}: ${(err.stderr ?? err.message).trim().split('\n').pop()}`);
+  }
+}
+
+async function connect(t: Target, what: string): Promise<RedisConnection> {
+  try {
+    return await connectRedis(t.redis, { readyTimeoutMs: 15_000 });
+  } catch (e) {
+    throw new CliError('ERR_UNREACHABLE', `${what}: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
 /**
- * redis-cli's connection flags for a redis://, rediss:// or unix:// URL. The password goes
- * through REDISCLI_AUTH rather than the command line, where any local user could read it in ps.
+ * Writes the keys of a snapshot (an RDB file or an AOF directory inside `dir`) to `keysFile`
+ * through a private redis-server. `dir` is removed afterwards.
  */
-function urlArgs(url: string): { args: string[]; password: string | undefined } {
-  if (url.startsWith('unix://')) return { args: ['-s', url.slice('unix://'.length)], password: undefined };
-  const u = new URL(url);
-  const password = u.password === '' ? undefined : decodeURIComponent(u.password);
-  const user = u.username === '' ? [] : ['--user', decodeURIComponent(u.username)];
-  u.username = '';
-  u.password = '';
-  return { args: [...(u.protocol === 'rediss:' ? ['--tls'] : []), ...user, '-u', u.toString()], password };
+async function snapshotKeys(dir: string, load: { rdb: string } | { aofDir: string }, keysFile: string, keep: (key: string) => boolean): Promise<number> {
+  if ('rdb' in load && !readFileSync(join(dir, load.rdb)).subarray(0, 5).equals(Buffer.from('REDIS'))) {
+    // redis-cli's exit code does not always say a transfer failed (a refused AUTH exits 0).
+    throw new CliError('ERR_REFUSED', 'the Redis snapshot is not an RDB file (refused by Redis?)');
+  }
+  const server = await temporaryRedis(dir, load);
+  try {
+    return await dumpKeys(server.client, keysFile, keep);
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function tar(args: readonly string[]): Promise<void> {
@@ -115,38 +150,60 @@ function tar(args: readonly string[]): Promise<void> {
   });
 }
 
-export async function backup(o: { config?: string; state?: string; redisUrl?: string; out: string; env?: NodeJS.ProcessEnv }, log: Log): Promise<void> {
+export interface BackupOptions {
+  readonly config?: string;
+  readonly state?: string;
+  /** An external Redis to read instead of the one the config names. */
+  readonly redisUrl?: string;
+  readonly out: string;
+  /** Session recordings too (default false: they can outweigh everything else by far). */
+  readonly includeRecordings?: boolean;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export async function backup(o: BackupOptions, log: Log): Promise<void> {
   const t = target(o);
-  if (!existsSync(join(t.stateDir, 'auth')) && t.redisUrl === undefined) throw new CliError('ERR_NOT_FOUND', `no auth state in ${t.stateDir} (is --state right?)`);
+  if (!existsSync(join(t.stateDir, 'auth')) && t.embeddedDir !== undefined) throw new CliError('ERR_NOT_FOUND', `no auth state in ${t.stateDir} (is --state right?)`);
   const out = resolve(o.out);
   if (existsSync(out)) throw new CliError('ERR_USAGE', `${out} exists; backups are never overwritten`);
+  const recordings = o.includeRecordings === true;
+  const keep = (key: string): boolean => recordings || !isRecordingKey(key);
   // Staging beside the output: same file system for the final rename, private to this user.
   const stage = mkdtempSync(join(dirname(out), '.backup-'));
-  let embedded = false;
   try {
-    // 1. Redis, point in time.
-    const rdb = join(stage, 'redis.rdb');
-    const socket = t.embeddedDir === undefined ? undefined : join(t.embeddedDir, 'redis.sock');
-    if (t.redisUrl !== undefined) {
-      const c = urlArgs(t.redisUrl);
-      await redisCli([...c.args, '--rdb', rdb], c.password);
-    } else if (socket !== undefined && (await socketAlive(socket))) {
-      embedded = true;
-      await redisCli(['-s', socket, '--rdb', rdb]);
-    } else if (t.embeddedDir !== undefined && existsSync(join(t.embeddedDir, 'appendonlydir'))) {
-      // The service is stopped: its AOF directory is at rest, and a copy of it is as good as a snapshot.
-      embedded = true;
-      cpSync(join(t.embeddedDir, 'appendonlydir'), join(stage, 'appendonlydir'), { recursive: true });
+    // 1. Redis, as a keys file any topology can load.
+    const keysFile = join(stage, KEYS_FILE);
+    let keys: number;
+    let source: RedisConnection['kind'];
+    if (t.embeddedDir !== undefined) {
+      source = 'embedded';
+      const socket = join(t.embeddedDir, 'redis.sock');
+      const snap = join(stage, 'snapshot');
+      mkdirSync(snap, { mode: 0o700 });
+      if (await socketAlive(socket)) {
+        await redisCli(['-s', socket, '--rdb', join(snap, 'dump.rdb')]);
+        if (!existsSync(join(snap, 'dump.rdb'))) throw new CliError('ERR_REFUSED', 'Redis sent no snapshot (refused by Redis?)');
+        keys = await snapshotKeys(snap, { rdb: 'dump.rdb' }, keysFile, keep);
+      } else if (existsSync(join(t.embeddedDir, 'appendonlydir'))) {
+        // The service is stopped: its AOF directory is at rest, and a copy of it is as good as a snapshot.
+        cpSync(join(t.embeddedDir, 'appendonlydir'), join(snap, 'appendonlydir'), { recursive: true });
+        keys = await snapshotKeys(snap, { aofDir: 'appendonlydir' }, keysFile, keep);
+      } else {
+        throw new CliError('ERR_NOT_FOUND', `no Redis data: neither ${socket} answers nor an AOF is in ${t.embeddedDir}`);
+      }
     } else {
-      throw new CliError('ERR_NOT_FOUND', `no Redis data: neither ${socket ?? 'a socket'} answers nor an AOF is in ${t.embeddedDir ?? '-'}`);
+      const conn = await connect(t, 'backup');
+      try {
+        source = conn.kind;
+        keys = await dumpKeys(conn.client, keysFile, keep);
+      } finally {
+        await conn.close();
+      }
     }
-    // redis-cli's exit code does not always say a transfer failed (a refused AUTH exits 0).
-    if (existsSync(rdb) && !readFileSync(rdb).subarray(0, 5).equals(Buffer.from('REDIS'))) throw new CliError('ERR_REFUSED', 'the Redis snapshot is not an RDB file (refused by Redis?)');
-    if (!existsSync(rdb) && !existsSync(join(stage, 'appendonlydir'))) throw new CliError('ERR_REFUSED', 'Redis sent no snapshot (refused by Redis?)');
     // 2. The files: CA keys, TLS, proxy credential, web; not the embedded Redis's own directory.
     const files = join(stage, 'state');
     mkdirSync(files, { mode: 0o700 });
-    const skipRedis = t.embeddedDir === undefined ? undefined : resolve(t.embeddedDir);
+    const skipRedis = t.embeddedDir;
     if (existsSync(t.stateDir)) {
       for (const name of readdirSync(t.stateDir)) {
         if (SKIP_TOP.test(name)) continue;
@@ -159,7 +216,14 @@ export async function backup(o: { config?: string; state?: string; redisUrl?: st
     }
     // 3. The config, so a rebuilt machine starts the same way.
     if (t.configPath !== undefined) cpSync(t.configPath, join(stage, 'portcullis.yaml'));
-    const manifest: Manifest = { format: FORMAT, version: VERSION, createdAt: new Date().toISOString(), redis: embedded ? 'embedded' : 'external', stateDir: t.stateDir, config: t.configPath };
+    const manifest: Manifest = {
+      format: FORMAT,
+      version: VERSION,
+      createdAt: new Date().toISOString(),
+      redis: { source, file: KEYS_FILE, keys, recordings, pointInTime: source === 'embedded' },
+      stateDir: t.stateDir,
+      config: t.configPath,
+    };
     writeFileSync(join(stage, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
     // The archive exists as 0600 before tar writes a byte into it (tar keeps an existing file's mode).
     const tmp = `${out}.partial`;
@@ -171,73 +235,93 @@ export async function backup(o: { config?: string; state?: string; redisUrl?: st
       rmSync(tmp, { force: true });
       throw e;
     }
-    log(`portcullis: backup of ${t.stateDir} (${manifest.redis} Redis${t.configPath === undefined ? '' : ', config'}) written to ${out}`);
+    log(`portcullis: backup of ${t.stateDir} (${keys} Redis keys from ${source} Redis, recordings ${recordings ? 'included' : 'left out'}${t.configPath === undefined ? '' : ', config'}) written to ${out}`);
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }
 }
 
-/**
- * Turns an RDB into the embedded server's AOF directory. The embedded Redis runs with
- * appendonly (and then ignores a dump.rdb), so a temporary redis-server loads the RDB with
- * appendonly off, then switching it on makes Redis write a fresh AOF from memory: the same
- * files the embedded server would have made itself.
- */
-async function rdbToAof(rdb: string, dir: string): Promise<void> {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  renameSync(rdb, join(dir, 'restore.rdb'));
-  const sock = join(dir, 'restore.sock');
-  const server = spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--unixsocketperm', '700', '--dir', dir, '--dbfilename', 'restore.rdb', '--appendonly', 'no', '--save', ''], { stdio: 'ignore' });
-  const exited = new Promise<void>((ok) => server.once('exit', () => ok()));
-  server.once('error', () => {});
+function readManifest(stage: string, file: string): Manifest | ManifestV1 {
+  let m: Partial<Manifest | ManifestV1>;
   try {
-    const deadline = Date.now() + 60_000;
-    const until = async (what: string, ready: () => Promise<boolean>): Promise<void> => {
-      while (!(await ready().catch(() => false))) {
-        if (Date.now() > deadline || server.exitCode !== null) throw new CliError('ERR_REFUSED', `restore: the temporary redis-server did not ${what}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
-    await until('load the backup', async () => (await redisCli(['-s', sock, 'ping'])).trim() === 'PONG');
-    await redisCli(['-s', sock, 'config', 'set', 'appendonly', 'yes']);
-    await until('write its AOF', async () => {
-      const info = await redisCli(['-s', sock, 'info', 'persistence']);
-      return /aof_enabled:1/.test(info) && /aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info) && /aof_last_bgrewrite_status:ok/.test(info);
-    });
-    await redisCli(['-s', sock, 'shutdown', 'nosave']).catch(() => '');
-    await exited;
-  } finally {
-    if (server.exitCode === null) server.kill('SIGTERM');
-    rmSync(join(dir, 'restore.rdb'), { force: true });
-    rmSync(sock, { force: true });
+    m = JSON.parse(readFileSync(join(stage, 'manifest.json'), 'utf8')) as Partial<Manifest | ManifestV1>;
+  } catch {
+    throw new CliError('ERR_CONFIG', `${basename(file)} is not a portcullis backup (no manifest.json)`);
   }
+  if (m.format !== FORMAT || (m.version !== 1 && m.version !== 2)) throw new CliError('ERR_CONFIG', `${basename(file)}: unsupported backup format ${String(m.format)} ${String(m.version)} (this portcullis reads ${FORMAT} 1 and 2)`);
+  return m as Manifest | ManifestV1;
 }
 
-export async function restore(o: { config?: string; state?: string; in: string; force?: boolean; env?: NodeJS.ProcessEnv }, log: Log): Promise<void> {
+export interface RestoreOptions {
+  readonly config?: string;
+  readonly state?: string;
+  /** An external Redis to restore into instead of the one the config names. */
+  readonly redisUrl?: string;
+  readonly in: string;
+  /** Move existing files aside and replace the Redis keys of ours instead of refusing. */
+  readonly force?: boolean;
+  readonly env?: NodeJS.ProcessEnv;
+  /** The clock that decides which keys expired since the backup (default Date.now). */
+  readonly now?: () => number;
+}
+
+export async function restore(o: RestoreOptions, log: Log): Promise<void> {
   const t = target(o);
+  const now = o.now ?? Date.now;
   const file = resolve(o.in);
   if (!existsSync(file)) throw new CliError('ERR_NOT_FOUND', `${file} does not exist`);
   if (t.embeddedDir !== undefined && (await socketAlive(join(t.embeddedDir, 'redis.sock')))) throw new CliError('ERR_REFUSED', `portcullis is running on ${t.stateDir}: stop it first (systemctl stop portcullis)`);
   // Files written by root would be unreadable to the service's own user after the restore.
   if (process.getuid?.() === 0) log('portcullis: restoring as root: the files will belong to root; run as the service user (sudo -u portcullis) or chown -R the state directory afterwards');
   mkdirSync(t.stateDir, { recursive: true, mode: 0o700 });
-  const present = ['auth', 'proxy', 'web'].filter((s) => existsSync(join(t.stateDir, s)));
-  if (present.length > 0 && o.force !== true) throw new CliError('ERR_REFUSED', `${t.stateDir} already holds state (${present.join(', ')}); --force moves it aside and restores`);
   const stage = mkdtempSync(join(t.stateDir, '.restore-'));
+  let conn: RedisConnection | undefined;
   try {
     await tar(['-C', stage, '-xzf', file]);
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(readFileSync(join(stage, 'manifest.json'), 'utf8')) as Manifest;
-    } catch {
-      throw new CliError('ERR_CONFIG', `${basename(file)} is not a portcullis backup (no manifest.json)`);
+    const manifest = readManifest(stage, file);
+    const recordings = manifest.version === 1 || manifest.redis.recordings;
+    // Only the kinds of keys the backup holds are in the way: a backup without recordings
+    // leaves the target's recordings as they are.
+    const ours = (key: string): boolean => recordings || !isRecordingKey(key);
+
+    // Everything in the way is found before anything changes, and named in one refusal.
+    const inTheWay: string[] = [];
+    const present = ['auth', 'proxy', 'web'].filter((s) => existsSync(join(t.stateDir, s)));
+    if (present.length > 0) inTheWay.push(`${t.stateDir} holds ${present.join(', ')}`);
+    const strayAof = t.embeddedDir !== undefined && !t.embeddedDir.startsWith(`${join(t.stateDir, 'auth')}/`) && existsSync(join(t.embeddedDir, 'appendonlydir')) ? join(t.embeddedDir, 'appendonlydir') : undefined;
+    if (strayAof !== undefined) inTheWay.push(`the embedded Redis has data in ${strayAof}`);
+    let existing: string[] = [];
+    if (t.embeddedDir === undefined) {
+      conn = await connect(t, 'restore');
+      existing = (await scanKeys(conn.client, ours)).flatMap((n) => n.keys);
+      if (existing.length > 0) inTheWay.push(`redis at ${conn.target} holds ${describeKeys(existing)}`);
     }
-    if (manifest.format !== FORMAT || manifest.version !== VERSION) throw new CliError('ERR_CONFIG', `${basename(file)}: unsupported backup format ${manifest.format} ${manifest.version}`);
-    // Nothing is deleted: what was here moves into one directory the operator removes when satisfied.
-    if (present.length > 0) {
-      const aside = join(t.stateDir, `pre-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    if (inTheWay.length > 0 && o.force !== true) {
+      throw new CliError('ERR_REFUSED', `restore: the target already holds portcullis state: ${inTheWay.join('; ')}. Nothing was changed; --force moves the files aside (into pre-restore-<time>/) and replaces the Redis keys`);
+    }
+
+    // The keys to load: a version 2 keys file, or a version 1 snapshot read through a private redis-server.
+    let keysFile = join(stage, KEYS_FILE);
+    if (manifest.version === 1) {
+      keysFile = join(stage, `v1-${KEYS_FILE}`);
+      const snap = join(stage, 'snapshot');
+      mkdirSync(snap, { mode: 0o700 });
+      if (existsSync(join(stage, 'redis.rdb'))) {
+        renameSync(join(stage, 'redis.rdb'), join(snap, 'dump.rdb'));
+        await snapshotKeys(snap, { rdb: 'dump.rdb' }, keysFile, () => true);
+      } else {
+        renameSync(join(stage, 'appendonlydir'), join(snap, 'appendonlydir'));
+        await snapshotKeys(snap, { aofDir: 'appendonlydir' }, keysFile, () => true);
+      }
+    }
+    if (!existsSync(keysFile)) throw new CliError('ERR_CONFIG', `${basename(file)}: no ${KEYS_FILE} in the archive`);
+
+    // Nothing is deleted on disk: what was here moves into one directory the operator removes when satisfied.
+    if (present.length > 0 || strayAof !== undefined) {
+      const aside = join(t.stateDir, `pre-restore-${new Date(now()).toISOString().replace(/[:.]/g, '-')}`);
       mkdirSync(aside, { mode: 0o700 });
       for (const s of present) renameSync(join(t.stateDir, s), join(aside, s));
+      if (strayAof !== undefined) renameSync(strayAof, join(aside, 'embedded-appendonlydir'));
       log(`portcullis: the state that was in ${t.stateDir} is now in ${aside}`);
     }
     for (const name of readdirSync(join(stage, 'state'))) renameSync(join(stage, 'state', name), join(t.stateDir, name));
@@ -245,22 +329,21 @@ export async function restore(o: { config?: string; state?: string; in: string; 
       renameSync(join(stage, 'portcullis.yaml'), join(t.stateDir, 'portcullis.yaml.restored'));
       log(`portcullis: the backed-up config is in ${join(t.stateDir, 'portcullis.yaml.restored')} (compare with ${manifest.config ?? 'yours'})`);
     }
-    if (t.embeddedDir !== undefined) {
-      rmSync(join(t.embeddedDir, 'appendonlydir'), { recursive: true, force: true });
-      if (existsSync(join(stage, 'appendonlydir'))) {
-        mkdirSync(t.embeddedDir, { recursive: true, mode: 0o700 });
-        renameSync(join(stage, 'appendonlydir'), join(t.embeddedDir, 'appendonlydir'));
-      } else {
-        await rdbToAof(join(stage, 'redis.rdb'), t.embeddedDir);
-      }
-      log(`portcullis: restored ${t.stateDir} and its embedded Redis from ${file}; start portcullis`);
-    } else {
-      // An external Redis belongs to its operator: loading an RDB means replacing its dump file while it is stopped.
-      const rdb = join(t.stateDir, 'redis-restore.rdb');
-      if (existsSync(join(stage, 'redis.rdb'))) renameSync(join(stage, 'redis.rdb'), rdb);
-      log(`portcullis: restored the files of ${t.stateDir}; load ${rdb} into your Redis (stop it, put it in place of its dump.rdb with appendonly off, start it, then turn appendonly back on) before starting portcullis`);
-    }
+
+    // The embedded server is started on its (now empty) directory just for the load; its AOF keeps the keys.
+    if (conn === undefined) conn = await connect(t, 'restore');
+    const r = await restoreKeys(conn.client, readKeys(keysFile), now);
+    // Replace means replace: keys of ours the backup does not have go (after the load, so no key is ever missing in between).
+    const stale = existing.filter((k) => !r.keys.has(k));
+    await deleteKeys(conn.client, stale);
+    log(
+      `portcullis: restored ${t.stateDir} and ${r.restored} Redis keys into ${conn.target}` +
+        `${r.expired > 0 ? ` (${r.expired} expired since the backup and were left out)` : ''}` +
+        `${stale.length > 0 ? `; deleted ${stale.length} keys the backup did not have` : ''}` +
+        `${recordings ? '' : '; the backup holds no recordings: the target\'s were left as they were'}; start portcullis`,
+    );
   } finally {
+    await conn?.close();
     rmSync(stage, { recursive: true, force: true });
   }
 }

@@ -60,23 +60,25 @@ export function buildPortcullis(): Command {
   withExamples(
     program
       .command('backup')
-      .description('write the whole state (Redis snapshot, CA keys, TLS, proxy credential, config) to one 0600 .tar.gz')
+      .description('write the whole state (Redis keys from any topology, CA keys, TLS, proxy credential, config) to one 0600 .tar.gz')
       .requiredOption('-o, --out <file>', 'the archive to write (never overwritten)')
       .option('-c, --config <file>', 'the config portcullis start uses (finds the state and Redis; copied into the backup)')
       .option('--state <dir>', 'the state directory (default: the config\'s state_dir)')
-      .option('--redis-url <url>', 'an external Redis to snapshot instead of the embedded one')
-      .action(async (_o, cmd: Command) => backup(cmd.opts<{ out: string; config?: string; state?: string; redisUrl?: string }>(), log)),
+      .option('--redis-url <url>', 'an external Redis to read instead of the one the config names')
+      .option('--include-recordings', 'session recordings too (default: left out, they can be far larger than the rest)')
+      .action(async (_o, cmd: Command) => backup(cmd.opts<{ out: string; config?: string; state?: string; redisUrl?: string; includeRecordings?: boolean }>(), log)),
     'portcullis backup --config /etc/portcullis/portcullis.yaml --out /backup/portcullis-$(date +%F).tar.gz',
   );
   withExamples(
     program
       .command('restore')
-      .description('restore a backup into the state directory while portcullis is stopped')
+      .description('restore a backup into the state directory and the configured Redis (any topology) while portcullis is stopped')
       .requiredOption('-i, --in <file>', 'the archive portcullis backup wrote')
       .option('-c, --config <file>', 'the config portcullis start uses (finds the state and Redis)')
       .option('--state <dir>', 'the state directory (default: the config\'s state_dir)')
-      .option('--force', 'move existing state aside (into pre-restore-<time>/) instead of refusing')
-      .action(async (_o, cmd: Command) => restore(cmd.opts<{ in: string; config?: string; state?: string; force?: boolean }>(), log)),
+      .option('--redis-url <url>', 'an external Redis to restore into instead of the one the config names')
+      .option('--force', 'move existing files aside (into pre-restore-<time>/) and replace the Redis keys instead of refusing')
+      .action(async (_o, cmd: Command) => restore(cmd.opts<{ in: string; config?: string; state?: string; redisUrl?: string; force?: boolean }>(), log)),
     'portcullis restore --config /etc/portcullis/portcullis.yaml --in /backup/portcullis-2026-11-22.tar.gz',
   );
   withExamples(
