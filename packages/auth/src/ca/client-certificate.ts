@@ -1,6 +1,6 @@
-import { caRevokedKey } from '../store/keys.js';
+import { caRevokedKey, userSessionsKey } from '../store/keys.js';
 import type { RedisClient } from '../store/redis.js';
-import { listUserSessions } from '../sessions/login-session.js';
+import { getLoginSession } from '../sessions/login-session.js';
 import { parseRevocation } from '../revocation/revocations.js';
 import { refusal } from './issue.js';
 
@@ -75,8 +75,10 @@ export async function refuseRevokedClientCertificate(redis: RedisClient, user: s
   }
   const session = loginSessionOfKeyId(ref.keyId);
   if (session === undefined) return;
-  const live = await listUserSessions(redis, user, nowMs);
-  if (!live.some((s) => s.id.startsWith(session))) {
+  // Only the ids with that prefix are read (one, barring a 64-bit collision), not every session.
+  const candidates = (await redis.smembers(userSessionsKey(user))).filter((id) => id.startsWith(session));
+  const sessions = await Promise.all(candidates.map((id) => getLoginSession(redis, id)));
+  if (!sessions.some((s) => s !== undefined && s.user === user && s.expiresAt > nowMs)) {
     throw refusal('ERR_FORBIDDEN', 'session', `the login session ${session} that minted the client certificate was revoked or has expired; log in again`, { session });
   }
 }
