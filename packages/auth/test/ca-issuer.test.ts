@@ -71,7 +71,8 @@ spec:
   it('a minted certificate logs in for an allowed login, and sshd logs who it was', async () => {
     const issued = await issueUserCertificate(fx.deps(), session, identity.publicLine, { requestId: 'mint-1' });
     assert.deepEqual(issued.principals, ['alice', 'root']);
-    assert.equal(issued.keyId, 'alice req=mint-1');
+    // The login session it was minted under, as audit events name it: logging out ends it at the proxy.
+    assert.equal(issued.keyId, `alice req=mint-1 sess=${session.id.slice(0, 16)}`);
     assert.ok(issued.validBefore - issued.validAfter === 360_000, 'five minutes plus the minute back-dated');
     const cert = parseCertificateText(issued.text).cert;
     assert.ok(publicKeysEqual(cert.signatureKey, fx.keystore.active('user').publicKey));
@@ -114,7 +115,7 @@ spec:
     assert.equal(e.code, 'PC2000I');
     assert.deepEqual(e.actor, { kind: 'user', name: 'alice' });
     assert.equal(e.fields['serial'], issued.serial.toString());
-    assert.equal(e.fields['keyId'], 'alice req=audit-1');
+    assert.equal(e.fields['keyId'], `alice req=audit-1 sess=${session.id.slice(0, 16)}`);
     assert.deepEqual(e.fields['principals'], ['alice', 'root']);
     assert.equal(e.fields['fingerprint'], issued.fingerprint);
     await assert.rejects(issueUserCertificate(fx.deps(), session, 'ssh-rsa AAAA', { requestId: 'audit-2' }), (x) => isAuthError(x, 'ERR_BAD_REQUEST'));
