@@ -448,3 +448,7 @@ async function main(): Promise<void> {
 }
 
 await main();
+// The figures are out. Under a load average of 20 the process once stayed up for 15 minutes after
+// this point (a timer of a recording that outlived stop()'s grace, reconnecting to the stopped
+// Redis), which held up the report's next suite; end here instead.
+process.exit(0);

@@ -16,12 +16,14 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, rm
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { OUT_DIR } from './lib/results.js';
+import { OUT_DIR as BENCH_OUT } from './lib/results.js';
 import type { SavedResults } from './lib/results.js';
 import { readmeSection, replaceReadmeSection, resultsMarkdown } from './lib/report-md.js';
 import type { Machine, ReportInput, SuiteRun } from './lib/report-md.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The report's own directory: other people running a suite by hand write to bench/out itself. */
+const OUT_DIR = join(BENCH_OUT, 'report');
 
 interface Suite {
   readonly suite: string;
@@ -117,7 +119,7 @@ async function runSuite(s: Suite, quick: boolean): Promise<SuiteRun> {
   const t0 = performance.now();
   const log = createWriteStream(join(OUT_DIR, `${s.suite}.log`));
   const args = ['--import', 'tsx', s.script, ...(quick ? (s.args?.quick ?? []) : (s.args?.full ?? []))];
-  const env = { ...process.env, ...(quick ? { BENCH_QUICK: '1', ...s.quickEnv } : {}) };
+  const env = { ...process.env, BENCH_OUT_DIR: OUT_DIR, ...(quick ? { BENCH_QUICK: '1', ...s.quickEnv } : {}) };
   process.stderr.write(`\nbench: ${s.suite}: node ${args.join(' ')}${quick ? ` (${Object.entries(s.quickEnv).map(([k, v]) => `${k}=${v}`).join(' ') || 'BENCH_QUICK=1'})` : ''}\n`);
   // Its own process group, so a timeout or Ctrl+C also ends the sshd, redis-server and ssh it started.
   const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });

@@ -9,7 +9,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Row } from './measure.js';
 
-export const OUT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'out');
+/**
+ * bench/out, or BENCH_OUT_DIR: the report (bench/report.ts) gives its suites a directory of their
+ * own, so a suite run by hand meanwhile in the same checkout does not overwrite the report's figures.
+ */
+export const OUT_DIR = process.env['BENCH_OUT_DIR'] ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'out');
 
 export interface SuiteResults {
   /** Short id, also the file name: 'cert-core', 'auth', 'proxy', 'recording', 'web', 'scale-out', 'load'. */
