@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { hasTool, run, startRedis, startRedisCluster, tempDir, type RedisCluster } from '@portcullis/harness';
+import { hasTool, run, runOk, startRedis, startRedisCluster, startRedisSentinelGroup, tempDir, type RedisCluster } from '@portcullis/harness';
 import { AuthClient, AuthService, parseAuthConfig, type AuthServiceInfo } from '@portcullis/auth';
 import type { Redis } from 'ioredis';
 import { connectRedis, type RedisClient, type RedisConfig } from '@portcullis/store';
@@ -226,5 +226,50 @@ test('restore into a target holding our keys: refuses, names them, changes nothi
     assert.ok(logs.some((l) => /deleted 1 keys the backup did not have/.test(l)), logs.join('\n'));
   } finally {
     await dst.close();
+  }
+});
+
+test('a version 1 archive (an RDB) restores into Sentinel, and a backup through Sentinel reads the master', { skip, timeout: 60_000 }, async () => {
+  const group = await startRedisSentinelGroup({ dir: dir.file('sentinel'), replicas: 1, sentinels: 3 });
+  mkdirSync(dir.file('v1-source'));
+  const source = await startRedis({ dir: dir.file('v1-source') });
+  try {
+    // What `portcullis backup` wrote before format 2: the server's RDB beside the files.
+    const src = await connectRedis({ url: source.url });
+    let expected: Map<string, unknown>;
+    try {
+      await src.client.hset('pc:{user:carol}:record', 'name', 'carol');
+      await src.client.set('pc:{ca}:serial', '42');
+      await src.client.set('pc:{session:' + 'cd'.repeat(32) + '}', 'x', 'PX', 300_000);
+      expected = await settled(src.client);
+    } finally {
+      await src.close();
+    }
+    const stage = dir.file('v1-stage');
+    mkdirSync(`${stage}/state/auth`, { recursive: true });
+    writeFileSync(`${stage}/state/auth/ca-marker`, 'kept');
+    await runOk('redis-cli', ['-u', source.url, '--rdb', `${stage}/redis.rdb`]);
+    writeFileSync(`${stage}/manifest.json`, JSON.stringify({ format: 'portcullis-backup', version: 1, createdAt: '2026-11-01T00:00:00.000Z', redis: 'external', stateDir: '/var/lib/portcullis' }));
+    const v1 = dir.file('v1.tar.gz');
+    await runOk('tar', ['-C', stage, '-czf', v1, '.']);
+
+    const state = dir.file('on-sentinel');
+    const config = yaml(state, group.config);
+    await restore({ config, env: {}, in: v1 }, log);
+    assert.equal(readFileSync(`${state}/auth/ca-marker`, 'utf8'), 'kept');
+    const sentinel = await connectRedis(group.config);
+    try {
+      assert.deepEqual(await settled(sentinel.client), expected);
+    } finally {
+      await sentinel.close();
+    }
+
+    const again = dir.file('from-sentinel.tar.gz');
+    await backup({ config, env: {}, out: again }, log);
+    const manifest = JSON.parse((await run('tar', ['-xzOf', again, './manifest.json'])).stdout) as { redis: { source: string; keys: number } };
+    assert.deepEqual([manifest.redis.source, manifest.redis.keys], ['sentinel', expected.size]);
+  } finally {
+    await source.stop();
+    await group.stop();
   }
 });
