@@ -218,6 +218,8 @@ export async function runMain(argv: readonly string[], deps: ProxyServiceDeps = 
   }
   if (place !== undefined) {
     const worker = place;
+    // Answer the primary's metrics requests (empty) until the service has its registry.
+    exportWorkerMetrics(undefined, worker.index);
     // runProxyWorker reports a failed start to the primary and exits the process when drained.
     await runProxyWorker(
       async () => {

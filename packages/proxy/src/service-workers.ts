@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import type { Worker } from 'node:cluster';
 import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -101,6 +102,47 @@ export async function listenMetrics(
   return { server, port: typeof a === 'object' && a !== null ? a.port : listen.port };
 }
 
+// prom-client's cluster protocol, spoken from the primary here rather than through
+// AggregatorRegistry.clusterMetrics(): that fails the whole scrape after 5 s when any worker
+// does not answer, as a replacement still loading its modules cannot.
+const METRICS_REQUEST = 'prom-client:getMetricsReq';
+const METRICS_RESPONSE = 'prom-client:getMetricsRes';
+let metricsRequests = 0;
+
+/** In the primary: the metrics of every worker that answers within `timeoutMs`, as one page. */
+export async function workersMetrics(timeoutMs = 2_000): Promise<string> {
+  const requestId = `portcullis-${metricsRequests++}`;
+  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+  const replies = await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<unknown[]>((resolve) => {
+          const done = (metrics: unknown[]): void => {
+            clearTimeout(timer);
+            w.off('message', onMessage);
+            w.off('exit', onExit);
+            resolve(metrics);
+          };
+          const onMessage = (m: unknown): void => {
+            const r = m as { type?: unknown; requestId?: unknown; metrics?: unknown; error?: unknown };
+            if (r?.type !== METRICS_RESPONSE || r.requestId !== requestId) return;
+            done(r.error === undefined && Array.isArray(r.metrics) ? (r.metrics as unknown[][]).flat() : []);
+          };
+          const onExit = (): void => done([]);
+          const timer = setTimeout(() => done([]), timeoutMs);
+          w.on('message', onMessage);
+          w.once('exit', onExit);
+          try {
+            w.send({ type: METRICS_REQUEST, requestId });
+          } catch {
+            done([]);
+          }
+        }),
+    ),
+  );
+  return AggregatorRegistry.aggregate(replies as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
+}
+
 export interface RunningProxyServicePrimary {
   readonly pool: ProxyWorkerPool;
   readonly metricsPort: number | undefined;
@@ -120,9 +162,8 @@ export async function startProxyServicePrimary(
   const pool = await startProxyWorkers({ workers: count, graceMs: config.drainGraceMs, env: { [COUNT_ENV]: String(count) }, log });
   let metrics: { readonly server: Server; readonly port: number } | undefined;
   if (config.metricsListen !== undefined) {
-    const aggregator = new AggregatorRegistry();
     try {
-      metrics = await listenMetrics(config.metricsListen, () => aggregator.clusterMetrics(), aggregator.contentType);
+      metrics = await listenMetrics(config.metricsListen, () => workersMetrics(), AggregatorRegistry.PROMETHEUS_CONTENT_TYPE);
     } catch (e) {
       await pool.stop({ graceMs: 0 });
       throw e;

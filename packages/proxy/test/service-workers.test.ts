@@ -163,6 +163,8 @@ describe('the proxy service with workers: 2', { skip }, () => {
     const victim = before.get(index)!;
     process.kill(victim, 'SIGKILL');
     assert.equal((await session).code, 255);
+    // A scrape while a worker is missing or still starting answers with the others.
+    assert.ok(sessionsByWorker(await metrics()).has(String(1 - index)));
     const replacement = await waitFor('a replacement worker', () => {
       const pid = workerPids(err).get(index);
       return pid !== undefined && pid !== victim ? pid : undefined;
