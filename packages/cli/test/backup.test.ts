@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { after, test } from 'node:test';
 import { run, startRedis, tempDir } from '@portcullis/harness';
 import { AuthClient, AuthService, parseAuthConfig, type AuthServiceInfo } from '@portcullis/auth';
+import { connectRedis } from '@portcullis/store';
+import { createServer } from 'node:net';
 import { backup, restore } from '../src/portcullis/backup.js';
 
 /*
@@ -117,6 +119,35 @@ test('an external Redis with a password: read through its URL, restored straight
     assert.equal((await run('redis-cli', ['-u', other.url, 'get', 'pc:test'])).stdout.trim(), 'kept');
   } finally {
     await redis.stop();
+    await other.stop();
+    d.remove();
+  }
+});
+
+test('an embedded Redis on loopback TCP (redis.embedded.port): read with its generated password, and restore refuses while it answers', { timeout: 60_000 }, async () => {
+  const d = tempDir('portcullis-backup-tcp-');
+  const port = await new Promise<number>((done) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => done(p));
+    });
+  });
+  const state = d.file('state');
+  const config = d.file('portcullis.yaml');
+  writeFileSync(config, `state_dir: ${state}\nservices: [auth]\nauth:\n  redis: { embedded: { port: ${port} } }\n`);
+  const conn = await connectRedis({ embedded: { stateDir: `${state}/auth/redis`, port } });
+  mkdirSync(d.file('target'));
+  const other = await startRedis({ dir: d.file('target') });
+  try {
+    await conn.client.set('pc:{ca}:serial', '7');
+    const archive = d.file('tcp.tar.gz');
+    await backup({ config, env: {}, out: archive }, () => {});
+    await assert.rejects(restore({ config, env: {}, in: archive }, () => {}), /running/);
+    await conn.close();
+    await restore({ config, env: {}, state: d.file('elsewhere'), redisUrl: other.url, in: archive }, () => {});
+    assert.equal((await run('redis-cli', ['-u', other.url, 'get', 'pc:{ca}:serial'])).stdout.trim(), '7');
+  } finally {
+    await conn.close();
     await other.stop();
     d.remove();
   }

@@ -129,10 +129,14 @@ export async function restoreKeys(client: RedisClient, entries: AsyncIterable<Ke
   let restored = 0;
   let expired = 0;
   const keys = new Set<string>();
-  let pending: Promise<unknown>[] = [];
+  let pending: Promise<void>[] = [];
+  // Recorded rather than rejected: a RESTORE can fail while the loop awaits the next line, when
+  // nothing awaits its promise yet (an unhandled rejection ends the process).
+  let failure: CliError | undefined;
   const flush = async (): Promise<void> => {
     await Promise.all(pending);
     pending = [];
+    if (failure !== undefined) throw failure;
   };
   for await (const e of entries) {
     keys.add(e.key);
@@ -140,11 +144,15 @@ export async function restoreKeys(client: RedisClient, entries: AsyncIterable<Ke
       expired++;
       continue;
     }
-    const args = e.expiresAt === null ? [e.key, '0', Buffer.from(e.dump, 'base64'), 'REPLACE'] : [e.key, String(e.expiresAt), Buffer.from(e.dump, 'base64'), 'REPLACE', 'ABSTTL'];
+    const payload = Buffer.from(e.dump, 'base64');
+    const args = e.expiresAt === null ? [e.key, '0', payload, 'REPLACE'] : [e.key, String(e.expiresAt), payload, 'REPLACE', 'ABSTTL'];
     pending.push(
-      client.call('RESTORE', ...args).catch((err: Error) => {
-        throw new CliError('ERR_REFUSED', `restore: RESTORE ${e.key}: ${err.message}${/payload version/i.test(err.message) ? ' (the backup came from a newer Redis than this one)' : ''}`);
-      }),
+      client.call('RESTORE', ...args).then(
+        () => undefined,
+        (err: Error) => {
+          failure ??= new CliError('ERR_REFUSED', `restore: RESTORE ${e.key}: ${err.message}${/payload version/i.test(err.message) ? ' (the backup came from a newer Redis than this one)' : ''}`);
+        },
+      ),
     );
     restored++;
     if (pending.length >= BATCH) await flush();

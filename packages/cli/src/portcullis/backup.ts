@@ -94,19 +94,32 @@ function target(o: { config?: string; state?: string; redisUrl?: string; env?: N
   };
 }
 
-/** Whether something answers on the embedded Redis's socket (the service is running). */
-function socketAlive(path: string): Promise<boolean> {
-  if (!existsSync(path)) return Promise.resolve(false);
-  return new Promise((done) => {
-    const s = createConnection(path);
-    s.once('connect', () => (s.destroy(), done(true)));
-    s.once('error', () => done(false));
-  });
+/**
+ * How redis-cli reaches the embedded server: its unix socket, or (with `redis.embedded.port`)
+ * loopback TCP with the password the supervisor generated, passed through REDISCLI_AUTH rather
+ * than argv, where any local user could read it in ps.
+ */
+function embeddedCli(t: Target): { args: string[]; env: NodeJS.ProcessEnv; alive(): Promise<boolean> } {
+  const dir = t.embeddedDir!;
+  const port = 'embedded' in t.redis ? t.redis.embedded.port : undefined;
+  const answers = (o: { path: string } | { port: number; host: string }): Promise<boolean> =>
+    new Promise((done) => {
+      const s = createConnection(o);
+      s.once('connect', () => (s.destroy(), done(true)));
+      s.once('error', () => done(false));
+    });
+  if (port === undefined) {
+    const path = join(dir, 'redis.sock');
+    return { args: ['-s', path], env: process.env, alive: async () => existsSync(path) && (await answers({ path })) };
+  }
+  const pw = join(dir, 'password');
+  const env = existsSync(pw) ? { ...process.env, REDISCLI_AUTH: readFileSync(pw, 'utf8').trim() } : process.env;
+  return { args: ['-h', '127.0.0.1', '-p', String(port)], env, alive: () => answers({ host: '127.0.0.1', port }) };
 }
 
-async function redisCli(args: readonly string[]): Promise<string> {
+async function redisCli(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
   try {
-    return (await run('redis-cli', [...args], { maxBuffer: 1 << 20 })).stdout;
+    return (await run('redis-cli', [...args], { maxBuffer: 1 << 20, env })).stdout;
   } catch (e) {
     const err = e as { stderr?: string; message: string; code?: string };
     if (err.code === 'ENOENT') throw new CliError('ERR_CONFIG', 'redis-cli not found: install Debian\'s redis-tools (or redis-server)');
@@ -177,11 +190,11 @@ export async function backup(o: BackupOptions, log: Log): Promise<void> {
     let source: RedisConnection['kind'];
     if (t.embeddedDir !== undefined) {
       source = 'embedded';
-      const socket = join(t.embeddedDir, 'redis.sock');
+      const cli = embeddedCli(t);
       const snap = join(stage, 'snapshot');
       mkdirSync(snap, { mode: 0o700 });
-      if (await socketAlive(socket)) {
-        await redisCli(['-s', socket, '--rdb', join(snap, 'dump.rdb')]);
+      if (await cli.alive()) {
+        await redisCli([...cli.args, '--rdb', join(snap, 'dump.rdb')], cli.env);
         if (!existsSync(join(snap, 'dump.rdb'))) throw new CliError('ERR_REFUSED', 'Redis sent no snapshot (refused by Redis?)');
         keys = await snapshotKeys(snap, { rdb: 'dump.rdb' }, keysFile, keep);
       } else if (existsSync(join(t.embeddedDir, 'appendonlydir'))) {
@@ -189,7 +202,7 @@ export async function backup(o: BackupOptions, log: Log): Promise<void> {
         cpSync(join(t.embeddedDir, 'appendonlydir'), join(snap, 'appendonlydir'), { recursive: true });
         keys = await snapshotKeys(snap, { aofDir: 'appendonlydir' }, keysFile, keep);
       } else {
-        throw new CliError('ERR_NOT_FOUND', `no Redis data: neither ${socket} answers nor an AOF is in ${t.embeddedDir}`);
+        throw new CliError('ERR_NOT_FOUND', `no Redis data: the embedded Redis (${cli.args.join(' ')}) does not answer and no AOF is in ${t.embeddedDir}`);
       }
     } else {
       const conn = await connect(t, 'backup');
@@ -270,7 +283,7 @@ export async function restore(o: RestoreOptions, log: Log): Promise<void> {
   const now = o.now ?? Date.now;
   const file = resolve(o.in);
   if (!existsSync(file)) throw new CliError('ERR_NOT_FOUND', `${file} does not exist`);
-  if (t.embeddedDir !== undefined && (await socketAlive(join(t.embeddedDir, 'redis.sock')))) throw new CliError('ERR_REFUSED', `portcullis is running on ${t.stateDir}: stop it first (systemctl stop portcullis)`);
+  if (t.embeddedDir !== undefined && (await embeddedCli(t).alive())) throw new CliError('ERR_REFUSED', `portcullis is running on ${t.stateDir}: stop it first (systemctl stop portcullis)`);
   // Files written by root would be unreadable to the service's own user after the restore.
   if (process.getuid?.() === 0) log('portcullis: restoring as root: the files will belong to root; run as the service user (sudo -u portcullis) or chown -R the state directory afterwards');
   mkdirSync(t.stateDir, { recursive: true, mode: 0o700 });
