@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { closeSync, createReadStream, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { Redis, type Cluster } from 'ioredis';
@@ -171,7 +172,10 @@ export async function deleteKeys(client: RedisClient, keys: readonly string[]): 
  * an AOF directory), for reading a snapshot key by key. Stopped without saving by `stop`.
  */
 export async function temporaryRedis(dir: string, load: { rdb: string } | { aofDir: string }): Promise<{ client: Redis; stop(): Promise<void> }> {
-  const sock = join(dir, 'snapshot.sock');
+  // The socket in a short private directory of its own: a unix socket path has 107 bytes at most,
+  // and the staging directory beside a backup can be deep.
+  const sockDir = mkdtempSync(join(tmpdir(), 'pc-snap-'));
+  const sock = join(sockDir, 'redis.sock');
   const source = 'rdb' in load ? ['--dbfilename', load.rdb, '--appendonly', 'no'] : ['--appendonly', 'yes', '--appenddirname', load.aofDir, '--dbfilename', 'none.rdb'];
   const server = spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--unixsocketperm', '700', '--dir', dir, ...source, '--save', ''], { stdio: 'ignore' });
   const exited = new Promise<void>((ok) => server.once('exit', () => ok()));
@@ -183,12 +187,16 @@ export async function temporaryRedis(dir: string, load: { rdb: string } | { aofD
     client.disconnect();
     if (server.exitCode === null) server.kill('SIGKILL');
     await exited;
-    rmSync(sock, { force: true });
+    rmSync(sockDir, { recursive: true, force: true });
   };
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (spawnError !== undefined) throw new CliError('ERR_CONFIG', `redis-server: ${spawnError.message} (install Debian's redis-server)`);
-    if (server.exitCode !== null) throw new CliError('ERR_REFUSED', 'the temporary redis-server could not load the snapshot');
+    if (spawnError !== undefined || server.exitCode !== null) {
+      client.disconnect();
+      rmSync(sockDir, { recursive: true, force: true });
+      if (spawnError !== undefined) throw new CliError('ERR_CONFIG', `redis-server: ${spawnError.message} (install Debian's redis-server)`);
+      throw new CliError('ERR_REFUSED', `the temporary redis-server could not load the snapshot (exit ${server.exitCode})`);
+    }
     try {
       await client.connect();
       // PING answers LOADING while the data is read; ready means every key is there.

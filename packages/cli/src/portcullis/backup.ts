@@ -322,9 +322,11 @@ export async function restore(o: RestoreOptions, log: Log): Promise<void> {
       if (existsSync(join(stage, 'redis.rdb'))) {
         renameSync(join(stage, 'redis.rdb'), join(snap, 'dump.rdb'));
         await snapshotKeys(snap, { rdb: 'dump.rdb' }, keysFile, () => true);
-      } else {
+      } else if (existsSync(join(stage, 'appendonlydir'))) {
         renameSync(join(stage, 'appendonlydir'), join(snap, 'appendonlydir'));
         await snapshotKeys(snap, { aofDir: 'appendonlydir' }, keysFile, () => true);
+      } else {
+        throw new CliError('ERR_CONFIG', `${basename(file)}: a version 1 backup without redis.rdb or appendonlydir`);
       }
     }
     if (!existsSync(keysFile)) throw new CliError('ERR_CONFIG', `${basename(file)}: no ${KEYS_FILE} in the archive`);
