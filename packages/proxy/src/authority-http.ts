@@ -5,6 +5,8 @@ import type { AuthorityClient, AuthorityNotice, ClientCertificateRef, IssuedCert
 import type { ProxyHostKey } from './config.js';
 import { ProxyError } from './errors.js';
 import type { ProxyErrorCode } from './errors.js';
+import { LOCK_TARGET_KINDS } from './locks.js';
+import type { LockTarget } from './locks.js';
 import { PinnedHttps, apiError, jsonOf } from './pinned-https.js';
 import type { HttpAnswer, HttpCall } from './pinned-https.js';
 import { unknownHostError } from './routing.js';
@@ -234,24 +236,30 @@ export function readIssued(a: HttpAnswer, what: string, kind: 'user' | 'host', k
 
 export interface LockNotice {
   readonly id: string;
-  readonly target: { readonly kind: 'user' | 'role' | 'login' | 'host'; readonly name: string };
+  readonly target: LockTarget;
   readonly message: string;
 }
 
-/** GET /v1/proxy/locks: the locks in force. */
+/**
+ * GET /v1/proxy/locks: the locks in force. A lock of a kind this proxy does not know (a newer
+ * auth) is left out rather than failing the list, so the locks it does know still end sessions.
+ */
 export function readLocks(a: HttpAnswer): LockNotice[] {
   const what = 'reading the locks';
   if (a.status !== 200) throw failureOf(a, what);
   const list = record(jsonOf(a, what), what)['locks'];
   if (!Array.isArray(list)) throw malformed(what, '"locks" is not a list');
-  const kinds = ['user', 'role', 'login', 'host'] as const;
-  return list.map((raw) => {
+  const out: LockNotice[] = [];
+  for (const raw of list) {
     const l = record(raw, what);
     const t = record(l['target'], what);
-    const kind = kinds.find((k) => k === t['kind']);
-    if (kind === undefined) throw malformed(what, `lock target kind ${JSON.stringify(t['kind'])}`);
-    return { id: str(l, 'id', what), target: { kind, name: str(t, 'name', what) }, message: typeof l['message'] === 'string' ? l['message'] : '' };
-  });
+    const kind = LOCK_TARGET_KINDS.find((k) => k === t['kind']);
+    const id = str(l, 'id', what);
+    const name = str(t, 'name', what);
+    if (kind === undefined) continue;
+    out.push({ id, target: { kind, name }, message: typeof l['message'] === 'string' ? l['message'] : '' });
+  }
+  return out;
 }
 
 /** The notices a poll yields: locks not seen before, and a revocation when the KRL changed. */

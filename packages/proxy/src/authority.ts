@@ -4,6 +4,7 @@
  * from its enrollment. Everything here is re-checked by auth at the moment of the call.
  */
 import type { PublicKey } from '@portcullis/cert-core';
+import type { LockTarget } from './locks.js';
 
 /** A registered host as the proxy may dial it. */
 export interface TargetHost {
@@ -79,6 +80,6 @@ export interface AuthorityClient {
 }
 
 export type AuthorityNotice =
-  | { readonly kind: 'lock'; readonly target: { readonly kind: 'user' | 'role' | 'login' | 'host'; readonly name: string }; readonly message?: string }
-  | { readonly kind: 'revocation' }
-  | { readonly kind: 'session-revoked'; readonly user: string };
+  /** A `session` lock names a revoked login session (`sess=` in a user certificate's key id). */
+  | { readonly kind: 'lock'; readonly target: LockTarget; readonly message?: string }
+  | { readonly kind: 'revocation' };

@@ -7,6 +7,7 @@ export * from './metrics.js';
 export * from './throttle.js';
 export * from './trust.js';
 export * from './routing.js';
+export * from './locks.js';
 export * from './client-auth.js';
 export * from './upstream.js';
 export * from './server.js';

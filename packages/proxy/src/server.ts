@@ -13,6 +13,7 @@ import type { ProxyMetrics, TerminationReason } from './metrics.js';
 import type { Relay } from './session/relay.js';
 import { NATIVE_CRYPTO_MISSING, hostCertificateKey, nativeCryptoAvailable, ssh2CertificatePatchApplied } from './ssh2-certs.js';
 import { FailureThrottle } from './throttle.js';
+import { lockCovers, lockEndMessage } from './locks.js';
 import { TrustCache } from './trust.js';
 
 export interface RunningProxy {
@@ -128,19 +129,10 @@ export async function startProxy(input: ProxyConfig): Promise<RunningProxy> {
 async function onNotice(ctx: ProxyContext, n: AuthorityNotice): Promise<void> {
   const end = (relay: Relay, reason: TerminationReason, message: string): void => void relay.terminate(reason, message);
   if (n.kind === 'lock') {
-    const { kind, name } = n.target;
-    const why = `${kind} ${JSON.stringify(name)} was locked${n.message === undefined ? '' : `: ${n.message}`}`;
-    for (const relay of ctx.relays.keys()) {
-      const id = relay.identity;
-      if ((kind === 'user' && id.user === name) || (kind === 'login' && id.login === name) || (kind === 'host' && id.host === name)) {
-        end(relay, 'lock', why);
-      }
-    }
-  } else if (n.kind === 'session-revoked') {
-    // The certificate does not say which login session minted it: end all of the user's.
-    for (const relay of ctx.relays.keys()) {
-      if (relay.identity.user === n.user) end(relay, 'revocation', 'your login session was revoked');
-    }
+    const why = lockEndMessage(n.target, n.message);
+    // A revoked login session is a revocation to the audit log, not an admin's lock.
+    const reason: TerminationReason = n.target.kind === 'session' ? 'revocation' : 'lock';
+    for (const relay of ctx.relays.keys()) if (lockCovers(n.target, relay.identity)) end(relay, reason, why);
   }
   let krlFresh = false;
   try {

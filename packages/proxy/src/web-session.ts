@@ -17,6 +17,7 @@ import { NO_TAP } from './session/tap.js';
 import type { ChannelEvent, SessionMeta, SessionTap } from './session/tap.js';
 import { TrustCache } from './trust.js';
 import { dialTarget } from './upstream.js';
+import { lockCovers, lockEndMessage } from './locks.js';
 import type { Upstream } from './upstream.js';
 
 /*
@@ -255,13 +256,7 @@ export class WebSessionEngine {
   async #onNotice(n: AuthorityNotice): Promise<void> {
     for (const s of this.#live) {
       const id = s.identity;
-      if (n.kind === 'lock') {
-        const t = n.target;
-        const hit = (t.kind === 'user' && t.name === id.user) || (t.kind === 'login' && t.name === id.login) || (t.kind === 'host' && t.name === id.host);
-        if (hit) s.terminate(`locked: ${n.message ?? `${t.kind} ${t.name}`}`);
-      } else if (n.kind === 'session-revoked' && n.user === id.user) {
-        s.terminate('your login session was revoked');
-      }
+      if (n.kind === 'lock' && lockCovers(n.target, id)) s.terminate(lockEndMessage(n.target, n.message));
     }
     for (const s of [...this.#live]) {
       try {

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { formatCertificate, publicPart } from '@portcullis/cert-core';
 import { runOk, tempDir } from '@portcullis/harness';
 import type { TempDir } from '@portcullis/harness';
-import { HttpAuthority, PinnedHttps, authorityRequests, defaultDialAddress, failureOf, isProxyError, noticesBetween, readAccess, readHost, readIssued, readKrl } from '../src/index.js';
+import { HttpAuthority, PinnedHttps, authorityRequests, defaultDialAddress, failureOf, isProxyError, lockCovers, lockEndMessage, loginSessionOfKeyId, noticesBetween, readAccess, readHost, readIssued, readKrl, readLocks } from '../src/index.js';
 import type { AuthorityNotice, HttpAnswer, LockNotice } from '../src/index.js';
 import { StandInAuthority, newKey } from './support/authority.js';
 
@@ -101,6 +101,34 @@ describe('authority-http: reading auth\'s answers', () => {
     assert.throws(() => readIssued(answer(200, body(host)), 'jump', 'host', publicPart(newKey())), (e) => /another key/.test((e as Error).message));
     assert.throws(() => readIssued(answer(403, refusal('ERR_FORBIDDEN', 'ca: "alice" may not log in as "root"')), 'up', 'user', user.key), (e) => isProxyError(e, 'ERR_ACCESS_DENIED'));
     assert.throws(() => readIssued(answer(404, refusal('ERR_NOT_FOUND', 'hosts: no enrolled host')), 'up', 'user', user.key), (e) => isProxyError(e, 'ERR_HOST_NOT_FOUND'));
+  });
+
+  it('reads locks, leaving out a kind it does not know (a newer auth) instead of failing the list', () => {
+    const locks = readLocks(answer(200, { locks: [
+      { id: 'a', target: { kind: 'session', name: '0123456789abcdef' }, message: 'logged out' },
+      { id: 'b', target: { kind: 'team', name: 'x' }, message: '' },
+      { id: 'c', target: { kind: 'user', name: 'bob' } },
+    ] }));
+    assert.deepEqual(locks, [
+      { id: 'a', target: { kind: 'session', name: '0123456789abcdef' }, message: 'logged out' },
+      { id: 'c', target: { kind: 'user', name: 'bob' }, message: '' },
+    ]);
+    assert.throws(() => readLocks(answer(200, { locks: [{ id: 'a', target: { kind: 'user' } }] })), (e) => isProxyError(e, 'ERR_AUTHORITY_UNAVAILABLE'));
+  });
+
+  it('a session lock covers the live sessions whose certificate names that login session, and only those', () => {
+    const id = { user: 'alice', login: 'root', host: 'web01', certKeyId: 'alice req=01J0ABC sess=0123456789abcdef' };
+    assert.equal(loginSessionOfKeyId(id.certKeyId), '0123456789abcdef');
+    assert.equal(loginSessionOfKeyId('alice req=x'), undefined);
+    assert.equal(loginSessionOfKeyId('sess=0123456789abcdef'), undefined, 'the first field is the user');
+    assert.equal(loginSessionOfKeyId('alice sess=0123456789ABCDEF'), undefined);
+    assert.equal(lockCovers({ kind: 'session', name: '0123456789abcdef' }, id), true);
+    assert.equal(lockCovers({ kind: 'session', name: 'fedcba9876543210' }, id), false);
+    assert.equal(lockCovers({ kind: 'session', name: '0123456789abcdef' }, { ...id, certKeyId: 'alice req=x' }), false);
+    assert.equal(lockCovers({ kind: 'user', name: 'alice' }, id), true);
+    assert.equal(lockCovers({ kind: 'role', name: 'dev' }, id), false, 'role locks are left to the access re-check');
+    assert.equal(lockEndMessage({ kind: 'session', name: '0123456789abcdef' }, 'logged out'), 'your login session 0123456789abcdef was revoked: logged out');
+    assert.equal(lockEndMessage({ kind: 'user', name: 'carol' }, 'incident 42'), 'user "carol" was locked: incident 42');
   });
 
   it('turns polls into notices: new locks, a changed KRL; the first poll only learns', () => {
