@@ -23,6 +23,7 @@ import { isKeyRevoked, revoke, unrevoke } from '../src/revocation/revocations.js
 import type { RevocationDeps } from '../src/revocation/revocations.js';
 import { checkNewLock, createLock, findLock, listLocks, lockedLogins, removeLock } from '../src/revocation/locks.js';
 import { parseNotice } from '../src/revocation/notices.js';
+import { SESSION_LOCK_MIN_TTL_SECONDS, lockRevokedLoginSessions, sessionLockTtl } from '../src/revocation/session-locks.js';
 import type { Notice } from '../src/revocation/notices.js';
 import { caFixture, escapeRe, sshKeygen } from './ca-fixture.js';
 import type { CaFixture } from './ca-fixture.js';
@@ -248,6 +249,30 @@ describe('revocation and locks', { skip }, () => {
     assert.equal(parseNotice('not json'), undefined);
     assert.equal(parseNotice('{"kind":"other"}'), undefined);
     assert.deepEqual(parseNotice('{"kind":"revocation","krlVersion":3,"serials":["1"],"keyIds":[],"keys":[]}'), { kind: 'revocation', krlVersion: 3, serials: ['1'], keyIds: [], keys: [] });
+  });
+
+  it('a revoked login session becomes a session lock, living while any certificate of the user is valid (5 min at least)', async () => {
+    const now = Date.now();
+    assert.equal(sessionLockTtl(undefined, now), SESSION_LOCK_MIN_TTL_SECONDS);
+    assert.equal(sessionLockTtl(now - 1000, now), SESSION_LOCK_MIN_TTL_SECONDS);
+    assert.equal(sessionLockTtl(now + 3600_000 + 1, now), 3601);
+    const s = (await createLoginSession(fx.redis, { user: 'alice', method: 'password', mfaVerified: false, ttlSeconds: 3600 }, now)).session;
+    const m = await mint('alice-session-lock', s);
+    const before = notices.length;
+    assert.deepEqual(await lockRevokedLoginSessions(fx.redis, { user: 'alice', sessionIds: [], message: 'x' }, now), []);
+    // The full id and its 16-digit prefix name one login session: one lock.
+    const locks = await lockRevokedLoginSessions(fx.redis, { user: 'alice', sessionIds: [s.id, s.id.slice(0, 16)], message: 'logged out', createdBy: 'alice' }, now);
+    assert.equal(locks.length, 1);
+    const [lock] = locks;
+    assert.deepEqual(lock!.target, { kind: 'session', name: s.id.slice(0, 16) });
+    assert.match(m.issued.keyId, new RegExp(` sess=${lock!.target.name}$`));
+    assert.ok(lock!.expiresAt! >= Math.max(m.issued.validBefore, now + SESSION_LOCK_MIN_TTL_SECONDS * 1000), `${lock!.expiresAt} vs ${m.issued.validBefore}`);
+    assert.equal(findLock(await listLocks(fx.redis, now), { user: 'alice', session: lock!.target.name }, now)?.id, lock!.id);
+    assert.equal(findLock(await listLocks(fx.redis, now), { user: 'alice', session: '0'.repeat(16) }, now), undefined);
+    await new Promise((res) => setTimeout(res, 50));
+    assert.ok(notices.slice(before).some((n) => n.kind === 'lock' && n.lock.id === lock!.id));
+    assert.throws(() => checkNewLock({ target: { kind: 'session', name: 'alice' } }), (e) => isAuthError(e, 'ERR_BAD_REQUEST') && /16 lowercase hex/.test(e.message));
+    await removeLock(fx.redis, lock!.id);
   });
 
   it('checks revocation requests', async () => {

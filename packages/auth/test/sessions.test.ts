@@ -96,10 +96,10 @@ describe('login sessions', () => {
     const a2 = await createLoginSession(redis, { user: 'carol', method: 'password', mfaVerified: false, ttlSeconds: 600 }, NOW);
     const b = await createLoginSession(redis, { ...alice, user: 'bob' }, NOW);
     assert.deepEqual((await listUserSessions(redis, 'carol', NOW)).map((s) => s.id).sort(), [a1.session.id, a2.session.id].sort());
-    assert.equal(await revokeUserSessions(redis, 'carol'), 2);
+    assert.equal((await revokeUserSessions(redis, 'carol')).length, 2);
     for (const t of [a1.token, a2.token]) await assert.rejects(authenticateLoginSession(redis, t, NOW), (e) => isAuthError(e, 'ERR_UNAUTHENTICATED'));
     assert.equal((await authenticateLoginSession(redis, b.token, NOW)).user, 'bob');
-    assert.equal(await revokeUserSessions(redis, 'carol'), 0);
+    assert.equal((await revokeUserSessions(redis, 'carol')).length, 0);
   });
 
   it("keeps the user's session set alive as long as its longest session", async () => {

@@ -49,7 +49,7 @@ export const AUDIT_EVENTS = {
   'token.refused': { code: 'PC3012W', description: 'A join token was unknown, expired, of the wrong type or already used.' },
   'token.deleted': { code: 'PC3013I', description: 'A join token was deleted before use.' },
 
-  'lock.created': { code: 'PC4000I', description: 'A lock on a user, role, login or host was created.' },
+  'lock.created': { code: 'PC4000I', description: 'A lock on a user, role, login, host or revoked login session was created.' },
   'lock.removed': { code: 'PC4001I', description: 'A lock was removed.' },
 
   'session.start': { code: 'PC5000I', description: 'An SSH session channel to a target began.' },

@@ -8,6 +8,7 @@ import { listHosts, removeHost } from '../hosts/inventory.js';
 import { LOCK_TARGET_KINDS, createLock, listLocks, removeLock } from '../revocation/locks.js';
 import { revoke, type RevocationTarget } from '../revocation/revocations.js';
 import { revokeUserSessions } from '../sessions/login-session.js';
+import { endRevokedLoginSessions } from './session-ending.js';
 import type { RedisClient } from '../store/redis.js';
 import { type ApiContext, auditAs, requireAdmin } from './context.js';
 import { iso, parseInput, ttlInput } from './validation.js';
@@ -225,9 +226,12 @@ export function registerAdminOpsRoutes(app: FastifyInstance, ctx: ApiContext): v
     const r = await revoke(ctx.revocation, { target, revokedBy: user.name, ...(body.reason === undefined ? {} : { reason: body.reason }) }, ctx.clock());
     // Revoking a user is offboarding: their login sessions go too, so nothing new is minted.
     // (revoke() audits cert.revoked and krl.updated itself.)
-    const sessions = body.user === undefined ? 0 : await revokeUserSessions(ctx.redis, body.user);
-    if (sessions > 0) await auditAs(ctx, request, 'login_session.revoked', { user: body.user, count: sessions, reason: `revoked: ${label}` });
-    return { revoked: r.added.map((e) => e.id), already_revoked: r.existing, sessions_revoked: sessions, krl_version: r.krl.version };
+    const sessions = body.user === undefined ? [] : await revokeUserSessions(ctx.redis, body.user);
+    if (body.user !== undefined && sessions.length > 0) {
+      await endRevokedLoginSessions(ctx, request, { user: body.user, sessionIds: sessions, message: body.reason ?? `revoked: ${label}`, by: user.name });
+      await auditAs(ctx, request, 'login_session.revoked', { user: body.user, count: sessions.length, reason: `revoked: ${label}` });
+    }
+    return { revoked: r.added.map((e) => e.id), already_revoked: r.existing, sessions_revoked: sessions.length, krl_version: r.krl.version };
   });
 
   app.get('/v1/admin/audit', admin, async (request) => {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { AuthError } from '../errors.js';
 import type { IssuedInvite } from '../identity/users.js';
 import { revokeUserSessions } from '../sessions/login-session.js';
+import { endRevokedLoginSessions } from './session-ending.js';
 import { type ApiContext, auditAs, requireAdmin } from './context.js';
 import { iso, parseInput } from './validation.js';
 
@@ -56,8 +57,9 @@ export function registerAdminUserRoutes(app: FastifyInstance, ctx: ApiContext): 
     if (body.roles !== undefined) await ctx.users.setRoles(target.name, body.roles);
     if (body.status !== undefined) await ctx.users.setStatus(target.name, body.status);
     // A disabled account loses its login sessions at once (certificates expire within minutes).
-    const revoked = body.status === 'disabled' ? await revokeUserSessions(ctx.redis, target.name) : 0;
-    await auditAs(ctx, request, 'user.updated', { user: target.name, roles: body.roles, status: body.status, sessionsRevoked: revoked });
+    const revoked = body.status === 'disabled' ? await revokeUserSessions(ctx.redis, target.name) : [];
+    await endRevokedLoginSessions(ctx, request, { user: target.name, sessionIds: revoked, message: 'account disabled', by: me.name });
+    await auditAs(ctx, request, 'user.updated', { user: target.name, roles: body.roles, status: body.status, sessionsRevoked: revoked.length });
     const updated = (await ctx.users.listUsers()).find((u) => u.name === target.name);
     return { user: updated };
   });
@@ -70,12 +72,13 @@ export function registerAdminUserRoutes(app: FastifyInstance, ctx: ApiContext): 
     if (target.name === me.name) throw new AuthError('ERR_CONFLICT', 'an administrator cannot delete themselves; ask another admin');
     await ctx.users.deleteUser(target.name);
     const revoked = await revokeUserSessions(ctx.redis, target.name);
-    await auditAs(ctx, request, 'user.deleted', { user: target.name, sessionsRevoked: revoked });
-    return { deleted: target.name, sessions_revoked: revoked };
+    await endRevokedLoginSessions(ctx, request, { user: target.name, sessionIds: revoked, message: 'account deleted', by: me.name });
+    await auditAs(ctx, request, 'user.deleted', { user: target.name, sessionsRevoked: revoked.length });
+    return { deleted: target.name, sessions_revoked: revoked.length };
   });
 
   app.post('/v1/admin/users/:name/reset', admin, async (request) => {
-    await requireAdmin(ctx, request);
+    const { user: me } = await requireAdmin(ctx, request);
     const { name } = parseInput(nameParam, request.params, 'query');
     const body = parseInput(resetBody, request.body);
     const target = await ctx.users.getUser(name);
@@ -93,7 +96,8 @@ export function registerAdminUserRoutes(app: FastifyInstance, ctx: ApiContext): 
     }
     // Whoever held the old password or phone may hold a session too.
     const revoked = await revokeUserSessions(ctx.redis, target.name);
-    return { user: target.name, sessions_revoked: revoked, ...(invite === undefined ? {} : { invite: inviteView(ctx, invite) }) };
+    await endRevokedLoginSessions(ctx, request, { user: target.name, sessionIds: revoked, message: 'credentials reset', by: me.name });
+    return { user: target.name, sessions_revoked: revoked.length, ...(invite === undefined ? {} : { invite: inviteView(ctx, invite) }) };
   });
 
   app.get('/v1/admin/roles', admin, async (request) => {

@@ -7,6 +7,7 @@ import { summarizeUser } from '../identity/users.js';
 import { canReachHost, combineRoles } from '../roles/policy.js';
 import { revokeLoginSession } from '../sessions/login-session.js';
 import { ADMIN_ROLE, type ApiContext, auditAs, requireSession, selfAudited, setActor } from './context.js';
+import { endRevokedLoginSessions } from './session-ending.js';
 import { countAttempt } from './rate-limit.js';
 import { countTotp } from './routes-login.js';
 import { emptyBody, iso, parseInput, publicKeyLine, secretToken, totpCode, ttlInput } from './validation.js';
@@ -58,7 +59,9 @@ export function registerSessionRoutes(app: FastifyInstance, ctx: ApiContext): vo
   app.post('/v1/logout', { config: { refusal: 'user.login_failed' } }, async (request) => {
     parseInput(emptyBody, request.body);
     const session = await requireSession(ctx, request);
-    await revokeLoginSession(ctx.redis, session.id);
+    if (await revokeLoginSession(ctx.redis, session.id)) {
+      await endRevokedLoginSessions(ctx, request, { user: session.user, sessionIds: [session.id], message: 'logged out', by: session.user });
+    }
     await auditAs(ctx, request, 'user.logout', { sessionId: session.id.slice(0, 16) });
     return { status: 'logged out' };
   });

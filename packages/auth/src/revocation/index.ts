@@ -2,3 +2,4 @@ export * from './locks.js';
 export * from './notices.js';
 export * from './revocations.js';
 export * from './krl.js';
+export * from './session-locks.js';

@@ -8,9 +8,15 @@ import { publishNotice } from './notices.js';
  * A lock stops access at once: no new certificate for a locked user, role, login or host, and
  * proxies told over pub/sub end the live sessions it covers. Certificates already issued stay
  * valid until they expire (minutes); revoke them as well to cut those short.
+ *
+ * A `session` lock names a login session (the 16 hex digits of `sess=` in a user certificate's
+ * key id). Revoking a login session places one (see session-locks.ts) so that proxies end the
+ * SSH and browser sessions opened with its certificates; it refuses nothing new by itself,
+ * since a revoked login session mints nothing and auth refuses its certificates already.
  */
-export type LockTargetKind = 'user' | 'role' | 'login' | 'host';
-export const LOCK_TARGET_KINDS: readonly LockTargetKind[] = ['user', 'role', 'login', 'host'];
+export type LockTargetKind = 'user' | 'role' | 'login' | 'host' | 'session';
+export const LOCK_TARGET_KINDS: readonly LockTargetKind[] = ['user', 'role', 'login', 'host', 'session'];
+const SESSION_NAME_RE = /^[0-9a-f]{16}$/;
 
 export interface LockTarget {
   readonly kind: LockTargetKind;
@@ -52,6 +58,9 @@ export function checkNewLock(l: NewLock): void {
   }
   if (typeof l.target.name !== 'string' || !NAME_RE.test(l.target.name)) {
     throw badRequest('"target.name" expected 1-256 characters without control characters');
+  }
+  if (l.target.kind === 'session' && !SESSION_NAME_RE.test(l.target.name)) {
+    throw badRequest(`"target.name" of a session lock expected 16 lowercase hex digits (sess= of a key id), got ${JSON.stringify(l.target.name)}`);
   }
   if (l.message !== undefined && (typeof l.message !== 'string' || l.message.length > 500)) throw badRequest('"message" expected at most 500 characters');
   if (l.ttlSeconds !== undefined && (!Number.isInteger(l.ttlSeconds) || l.ttlSeconds < 1 || l.ttlSeconds > MAX_LOCK_TTL)) {
@@ -130,6 +139,8 @@ export interface LockSubject {
   readonly roles?: readonly string[];
   readonly logins?: readonly string[];
   readonly host?: string;
+  /** The login session (16 hex digits) the request's certificate was minted under. */
+  readonly session?: string;
 }
 
 /**
@@ -150,6 +161,8 @@ export function findLock(locks: readonly Lock[], subject: LockSubject, nowMs: nu
         return subject.logins?.includes(name) ?? false;
       case 'host':
         return subject.host === name;
+      case 'session':
+        return subject.session === name;
     }
   });
 }

@@ -166,14 +166,14 @@ export async function revokeLoginSession(redis: RedisClient, id: string): Promis
   return removed > 0;
 }
 
-/** Revokes every login session of `user`; returns how many were live. */
-export async function revokeUserSessions(redis: RedisClient, user: string): Promise<number> {
+/** Revokes every login session of `user`; returns the ids of those that were live. */
+export async function revokeUserSessions(redis: RedisClient, user: string): Promise<string[]> {
   const setKey = userSessionsKey(user);
   const ids = await redis.smembers(setKey);
   // One DEL per session: they live in different cluster slots.
   const removed = await Promise.all(ids.map((id) => redis.del(sessionKey(id))));
   if (ids.length > 0) await redis.srem(setKey, ...ids);
-  return removed.reduce((a, b) => a + b, 0);
+  return ids.filter((_, i) => removed[i]! > 0);
 }
 
 /** The live sessions of `user`, newest first. */
