@@ -15,7 +15,7 @@ import { run, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness'
 import type { RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
 
 export const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
-const PASSWORD = 'correct horse battery staple';
+export const PASSWORD = 'correct horse battery staple';
 
 /** Roles as an operator would write them: `dev` may forward, `restricted` may not. */
 export const ROLES = [
