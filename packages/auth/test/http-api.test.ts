@@ -288,6 +288,16 @@ describe('auth HTTP API', () => {
     assert.equal(r.revoked.length, 1);
     assert.equal(r.sessions_revoked, 1);
     expectError(await auth.api('GET', '/v1/me', { token: erin }), 401, 'ERR_UNAUTHENTICATED');
+    // ... and a session lock tells the proxies to end what erin's login session opened, audited.
+    const after = expectOk(await auth.api<{ locks: { id: string; target: { kind: string; name: string }; message: string; created_by?: string }[] }>('GET', '/v1/admin/locks', { token: admin }));
+    const sessionLock = after.locks.find((l) => l.target.kind === 'session');
+    assert.ok(sessionLock, JSON.stringify(after.locks));
+    assert.match(sessionLock.target.name, /^[0-9a-f]{16}$/);
+    assert.equal(sessionLock.message, 'offboarded');
+    assert.equal(sessionLock.created_by, 'admin');
+    const audited = expectOk(await auth.api<{ events: { fields: Record<string, unknown> }[] }>('GET', '/v1/admin/audit?code=lock.created&order=newest&limit=1', { token: admin }));
+    assert.deepEqual([audited.events[0]?.fields['target'], audited.events[0]?.fields['user']], [`session:${sessionLock.target.name}`, 'erin']);
+    expectOk(await auth.api('DELETE', `/v1/admin/locks/${sessionLock.id}`, { token: admin }));
   });
 
   test('admin: join tokens, audit query', async () => {
