@@ -103,15 +103,33 @@ const HOW_TO_READ =
   '(our rate over theirs, or their time over ours), so above 1x is better and below 1x worse. ' +
   'Absolute numbers follow. Rows without an anchor are our figures alone. See docs/benchmarks.md.';
 
+/** The 1-minute load average at the end of each suite, and before/after this invocation if it ran any. */
+function loads(input: ReportInput): number[] {
+  const own = input.ranNow.length > 0 ? [input.loadBefore[0] ?? 0, input.loadAfter[0] ?? 0] : [];
+  return [...own, ...input.suites.flatMap((s) => (s.results === undefined ? [] : [s.results.machine.loadavg[0] ?? 0]))];
+}
+
 function noise(input: ReportInput): string {
-  const peak = Math.max(...input.loadBefore, ...input.loadAfter, ...input.suites.flatMap((s) => s.results?.machine.loadavg ?? []));
-  const busy = peak > input.machine.cores * 0.75;
+  const xs = loads(input);
+  if (xs.length === 0) return '';
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  const busy = hi > input.machine.cores * 0.75;
   return (
-    `Load average ${load(input.loadBefore)} before the run and ${load(input.loadAfter)} after it, on ${input.machine.cores} cores` +
+    `The 1-minute load average ranged ${lo.toFixed(1)}-${hi.toFixed(1)} over the suites, on ${input.machine.cores} cores` +
     (busy
-      ? ': the machine was shared with other work, so every figure here is noisy (suites take medians, or the best of a few runs for transfers).'
+      ? ': the machine was shared with other work, so every absolute figure here is noisy. Suites take medians (transfers the better of two runs) and measure ours and the anchors interleaved, so the ratios hold up far better than the absolute numbers.'
       : '.')
   );
+}
+
+/** When the figures were measured: the first and last suite's time, and at which sizes. */
+function span(input: ReportInput): string {
+  const ats = input.suites.flatMap((s) => (s.results === undefined ? [] : [s.results.at])).sort();
+  const modes = new Set(input.suites.flatMap((s) => (s.run === undefined ? [] : [s.run.quick ? 'quick' : 'full'])));
+  const size = modes.size === 1 ? (modes.has('quick') ? 'quick sizes' : 'full sizes') : 'full and quick sizes';
+  const t = (x: string): string => x.slice(0, 16).replace('T', ' ');
+  return ats.length === 0 ? 'no figures yet' : `measured ${t(ats[0]!)} to ${t(ats.at(-1)!).slice(11)} UTC at ${size}`;
 }
 
 export function resultsMarkdown(input: ReportInput): string {
@@ -119,12 +137,14 @@ export function resultsMarkdown(input: ReportInput): string {
   return [
     '# Benchmark results',
     '',
-    `Written by \`${input.command}\` (bench/report.ts) on ${input.at.toISOString().slice(0, 16).replace('T', ' ')} UTC${input.quick ? ', **quick mode**: smaller transfers and fewer rounds than the full run' : ''}.`,
+    `Figures ${span(input)}; this file written by \`${input.command}\` (bench/report.ts) on ${input.at.toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
     '',
     `- machine: ${m.cores} × ${m.model}, ${m.memoryGiB} GiB, ${m.os}`,
-    `- load average (1, 5, 15 min): ${load(input.loadBefore)} before, ${load(input.loadAfter)} after`,
+    input.ranNow.length === 0
+      ? '- load average: at the end of each suite, in the table below'
+      : `- load average (1, 5, 15 min) around this invocation: ${load(input.loadBefore)} before, ${load(input.loadAfter)} after; at the end of each suite in the table below`,
     `- Node ${m.node}, ${m.openssh}, ${m.redis}`,
-    `- suites run now: ${input.ranNow.length === 0 ? 'none' : input.ranNow.join(', ')}`,
+    `- suites run by this invocation: ${input.ranNow.length === 0 ? 'none' : input.ranNow.join(', ')}`,
     '',
     noise(input),
     '',
@@ -143,8 +163,8 @@ export function readmeSection(input: ReportInput): string {
     README_BEGIN,
     `<!-- written by bench/report.ts (${input.command}); edits here are overwritten -->`,
     '',
-    `Measured ${input.at.toISOString().slice(0, 10)} by \`${input.command}\`${input.quick ? ' (quick mode)' : ''} on ${m.cores} × ${m.model}, Node ${m.node}, ${m.openssh}, ${m.redis}. ` +
-      `${noise(input)} Full report with per-suite timings: [bench/RESULTS.md](bench/RESULTS.md).`,
+    `Figures ${span(input)} (\`npm run bench\`, each suite in its own process) on ${m.cores} × ${m.model}, Node ${m.node}, ${m.openssh}, ${m.redis}. ` +
+      `${noise(input)} Per-suite timings and load: [bench/RESULTS.md](bench/RESULTS.md).`,
     '',
     HOW_TO_READ,
     '',
