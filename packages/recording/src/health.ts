@@ -12,7 +12,7 @@ export type RecordingMetricName =
   | 'recording_events_lost_total'
   /** Output and input bytes recorded. */
   | 'recording_bytes_total'
-  /** Failed writes, labelled {reason}: redis-unreachable, redis-oom, redis-error, disk-full, spool-error. */
+  /** Failed writes, labelled {reason}: redis-unreachable, redis-oom, redis-error, redis-lost, disk-full, spool-error. */
   | 'recording_store_failures_total'
   /** Spool files uploaded by uploadSpool, labelled {state}. */
   | 'recording_spool_uploads_total';
@@ -35,8 +35,11 @@ export interface RecordingTrouble {
   readonly kind: RecordingTroubleKind;
   readonly sessionId: string;
   readonly mode: 'strict' | 'best-effort';
-  /** What the recorder did about it: `session-ended` (strict), `spooling`, `holding-in-memory`, `dropping`, `drained`. */
-  readonly action: 'session-ended' | 'spooling' | 'holding-in-memory' | 'dropping' | 'drained';
+  /**
+   * What the recorder did about it: `session-ended` (strict), `spooling`, `holding-in-memory`,
+   * `dropping`, `drained`, `continuing` (Redis lost events it had confirmed; the rest follows the gap).
+   */
+  readonly action: 'session-ended' | 'spooling' | 'holding-in-memory' | 'dropping' | 'drained' | 'continuing';
   readonly message: string;
 }
 

@@ -2,6 +2,7 @@ import { RecordingError } from './errors.js';
 import type { RecordingMetrics, RecordingTrouble, RecordingTroubleKind } from './health.js';
 import type { RecordingMode } from './model.js';
 import type { SpoolFile } from './spool.js';
+import { streamId } from './keys.js';
 import { StoreFailure, itemSize, writeItems, type RedisClient, type StoreItem } from './store.js';
 
 export interface SinkOptions {
@@ -23,7 +24,11 @@ export interface SinkOptions {
 interface Flight {
   readonly batch: StoreItem[];
   readonly bytes: number;
+  /** The id of the event the batch's first event follows. */
+  readonly after: string;
   outcome: 'stored' | StoreFailure | undefined;
+  /** Stored, but Redis had lost confirmed events before it (see StreamPosition). */
+  lostAfter?: string | undefined;
   /** Taken back for the spool after an earlier batch failed: its answer no longer counts. */
   abandoned: boolean;
 }
@@ -34,8 +39,9 @@ interface Flight {
  * - direct: pipelines to Redis with up to MAX_FLIGHTS batches (IN_FLIGHT_BYTES) unanswered, so
  *   the session, the recorder and Redis work at the same time instead of taking turns. A batch is
  *   whatever queued meanwhile. One connection runs commands in the order sent, so batches land
- *   in order; should one fail, it and every batch sent after it go back to the head of the queue
- *   (re-sending one that did land is harmless: explicit stream ids make writes idempotent);
+ *   in order; each is stored only if the stream ends at the event before it, so once one fails
+ *   every later one fails too, and they all go back to the head of the queue in order
+ *   (re-sending one that did land is harmless: an event the stream holds is skipped);
  * - spooling (best effort): Redis failed, so items append to the spool file; a retry timer
  *   drains the file to Redis in order and returns to direct once it is empty;
  * - holding (best effort): the spool failed too (full disk), so items wait in memory up to
@@ -56,6 +62,10 @@ export class RecordingSink {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = RETRY_MIN_MS;
   private drainOffset = -1;
+  /** The id of the last event taken from the queue, to Redis or the spool ('0-0': none yet). */
+  private tail = '0-0';
+  /** The id of the last event drained from the spool (the spool's marks say it too). */
+  private drainTail: string | undefined;
   private failure: RecordingError | undefined;
   /** Kinds already reported since the last recovery: one callback per kind per outage, not per retry. */
   private readonly reported = new Set<RecordingTroubleKind>();
@@ -71,8 +81,8 @@ export class RecordingSink {
   readonly lost = { events: 0, bytes: 0 };
 
   /**
-   * A cluster client may retry one command (MOVED, TRYAGAIN) behind a later one, and a stream
-   * refuses an id below its last: a batch overtaken that way would read as already stored. One
+   * A cluster client may retry one command (MOVED, TRYAGAIN) behind a later one: a batch
+   * overtaken that way would fail its predecessor check and send the session to the spool. One
    * batch at a time there.
    */
   private readonly maxFlights: number;
@@ -204,11 +214,17 @@ export class RecordingSink {
   private launch(): void {
     while (this.queue.length > 0 && this.flights.length < this.maxFlights && this.inFlightBytes < this.maxInFlightBytes) {
       const { batch, bytes } = this.takeBatch(Math.min(BATCH_BYTES, this.maxInFlightBytes - this.inFlightBytes));
-      const flight: Flight = { batch, bytes, outcome: undefined, abandoned: false };
+      // With nothing in flight, the predecessor is confirmed: a stream now ending below it lost it.
+      const afterStored = this.flights.length === 0;
+      const flight: Flight = { batch, bytes, after: this.tail, outcome: undefined, abandoned: false };
+      this.tail = lastEventId(batch) ?? this.tail;
       this.flights.push(flight);
       this.inFlightBytes += bytes;
-      writeItems(this.o.redis, this.o.id, batch, this.o).then(
-        () => this.landed(flight, 'stored'),
+      writeItems(this.o.redis, this.o.id, batch, this.o, { after: flight.after, afterStored }).then(
+        (r) => {
+          flight.lostAfter = r.lostAfter;
+          this.landed(flight, 'stored');
+        },
         (e: unknown) => this.landed(flight, e instanceof StoreFailure ? e : new StoreFailure('error', e instanceof Error ? e.message : String(e))),
       );
     }
@@ -226,6 +242,7 @@ export class RecordingSink {
         this.o.metrics.count('recording_events_stored_total', countEvents(head.batch));
         this.done += head.batch.length;
         for (const item of head.batch) if (item.kind === 'event') item.stored?.();
+        if (head.lostAfter !== undefined) this.redisLost(head.lostAfter, head.after);
         continue;
       }
       const f = head.outcome;
@@ -236,6 +253,7 @@ export class RecordingSink {
         break;
       }
       // This batch and all sent after it, whatever their answers, go to the spool in order.
+      this.tail = head.after;
       const back: StoreItem[] = [];
       for (const x of this.flights) {
         x.abandoned = true;
@@ -279,10 +297,13 @@ export class RecordingSink {
 
   private async spoolBatch(batch: StoreItem[]): Promise<void> {
     const spool = this.o.spool;
+    const after = this.tail;
+    this.tail = lastEventId(batch) ?? after;
     try {
       if (!spool) throw new Error('no spool directory is configured');
       if (this.drainOffset < 0) this.drainOffset = await spool.itemsOffset();
-      await spool.append(batch);
+      // The mark lets a drain (here or by uploadSpool) check each event's predecessor.
+      await spool.append([{ kind: 'after', id: after }, ...batch]);
       this.o.metrics.count('recording_events_spooled_total', countEvents(batch));
       this.done += batch.length;
       this.settle();
@@ -292,6 +313,7 @@ export class RecordingSink {
       const kind: RecordingTroubleKind = code === 'ENOSPC' || code === 'EDQUOT' ? 'disk-full' : 'spool-error';
       this.o.metrics.count('recording_store_failures_total', 1, { reason: kind });
       // Back to the head of the queue, in order, to wait for either Redis or the disk.
+      this.tail = after;
       this.queue.unshift(...batch);
       this.queuedBytes += batch.reduce((n, i) => n + itemSize(i), 0);
       this.state = 'holding';
@@ -317,7 +339,10 @@ export class RecordingSink {
         return;
       }
       try {
-        await writeItems(this.o.redis, this.o.id, items, this.o);
+        // Each slice follows one drained (or confirmed) before it: the predecessor was stored.
+        const r = await writeItems(this.o.redis, this.o.id, items, this.o, { after: this.drainTail, afterStored: true });
+        this.drainTail = r.tail;
+        if (r.lostAfter !== undefined) this.redisLost(r.lostAfter, undefined);
       } catch {
         // Still down. Held items get another chance at the disk; then wait for the next tick.
         if (this.state === 'holding') this.state = 'spooling';
@@ -369,6 +394,12 @@ export class RecordingSink {
     this.trouble('events-lost', 'dropping', `neither redis nor the spool would take the recording; ${this.lost.events} events dropped so far`, true);
   }
 
+  /** Redis no longer has events it confirmed; they cannot be sent again, so the gap is reported. */
+  private redisLost(streamEnd: string, expected: string | undefined): void {
+    this.o.metrics.count('recording_store_failures_total', 1, { reason: 'redis-lost' });
+    this.trouble('events-lost', 'continuing', `redis lost events it had confirmed: the stream ended at ${streamEnd}${expected ? `, not ${expected}` : ''}; recording goes on after the gap`, true);
+  }
+
   private fail(kind: RecordingTroubleKind, message: string): void {
     this.failure = new RecordingError('ERR_NOT_STORED', `recording: session ${this.o.id} could not be recorded (${kind}: ${message}); strict recording ends the session`);
     this.queue = [];
@@ -400,6 +431,14 @@ const MAX_FLIGHTS = 4;
 const IN_FLIGHT_BYTES = 4 * 1024 * 1024;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
+
+function lastEventId(items: readonly StoreItem[]): string | undefined {
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i]!;
+    if (item.kind === 'event') return streamId(item.t, item.seq);
+  }
+  return undefined;
+}
 
 function countEvents(items: readonly StoreItem[]): number {
   let n = 0;

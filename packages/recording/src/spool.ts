@@ -30,6 +30,8 @@ const KIND_EVENT = 2;
 const KIND_META = 3;
 const KIND_SNAPSHOT = 4;
 const KIND_INDEX = 5;
+/** The predecessor of the events that follow (readers that predate it skip unknown kinds). */
+const KIND_AFTER = 6;
 const SYNC_INTERVAL_MS = 1000;
 /** No record is anywhere near this; a larger length is a torn or foreign file. */
 const MAX_RECORD = 64 * 1024 * 1024;
@@ -82,6 +84,8 @@ function encodeItem(item: StoreItem): Uint8Array {
       return frame(KIND_SNAPSHOT, enc.encode(JSON.stringify(item.snapshot)));
     case 'index':
       return frame(KIND_INDEX, enc.encode(JSON.stringify(item.entry)));
+    case 'after':
+      return frame(KIND_AFTER, enc.encode(item.id));
   }
 }
 
@@ -103,6 +107,8 @@ function decodeItem(kind: number, payload: Uint8Array): StoreItem | undefined {
       return { kind: 'snapshot', snapshot: JSON.parse(dec.decode(payload)) as never };
     case KIND_INDEX:
       return { kind: 'index', entry: JSON.parse(dec.decode(payload)) as never };
+    case KIND_AFTER:
+      return { kind: 'after', id: dec.decode(payload) };
     default:
       return undefined;
   }

@@ -2,7 +2,7 @@ import type { Writable } from 'node:stream';
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { decodeEvent, decodeSnapshot, encodeSnapshot, metaFromFields, type EncodedEvent } from './codec.js';
 import { RecordingError } from './errors.js';
-import { indexKeys, parseStreamId, recordingKeys, streamId } from './keys.js';
+import { indexKeys, parseStreamId, recordingKeys, streamId, type RecordingKeys } from './keys.js';
 import type { RecordingEvent, RecordingMeta, ScreenSnapshot } from './model.js';
 
 export type RedisClient = Redis | Cluster;
@@ -23,7 +23,9 @@ export type StoreItem =
     }
   | { readonly kind: 'meta'; readonly fields: Readonly<Record<string, string>> }
   | { readonly kind: 'snapshot'; readonly snapshot: ScreenSnapshot }
-  | { readonly kind: 'index'; readonly entry: IndexEntry };
+  | { readonly kind: 'index'; readonly entry: IndexEntry }
+  /** In a spool file: the events after it follow this stream id (see StreamPosition). */
+  | { readonly kind: 'after'; readonly id: string };
 
 /** What the search indexes learn about a recording; written at start and as commands appear. */
 export interface IndexEntry {
@@ -63,9 +65,6 @@ export function itemSize(item: StoreItem): number {
   }
 }
 
-/** Redis said the event is already there: a retried write after a lost acknowledgement. */
-const DUPLICATE = /equal or smaller than the target stream top item/;
-
 export function classifyRedisError(e: unknown): StoreFailure {
   const message = e instanceof Error ? e.message : String(e);
   if (/^OOM\b|\bOOM command not allowed/.test(message)) return new StoreFailure('oom', message);
@@ -95,63 +94,155 @@ export interface WriteOptions {
 }
 
 /**
- * Writes items for one recording: a pipeline on the recording's slot, then one on the index
- * slot. Every write is idempotent (explicit stream ids, absolute hash values, set members), so a
- * batch may be sent again after a timeout or a drain without duplicating anything.
+ * Where a write continues the stream. `after` is the id of the event the first written event
+ * follows ('0-0': none yet), undefined when nobody knows (a spool file written before marks).
+ * `afterStored` says Redis once confirmed `after`: a stream that now ends below it lost
+ * confirmed events (failover to a replica behind its master, restart without persistence,
+ * eviction), which nothing can bring back, so the write goes on after the stream's end and
+ * reports the gap. Without it, a stream ending below `after` means an earlier write was refused
+ * and this one is refused too.
  */
-export async function writeItems(redis: RedisClient, id: string, items: readonly StoreItem[], opts: WriteOptions): Promise<void> {
+export interface StreamPosition {
+  readonly after: string | undefined;
+  readonly afterStored: boolean;
+}
+
+export interface WriteResult {
+  /** The id of the last event written (`after` when there was none): the next write's `after`. */
+  readonly tail: string | undefined;
+  /** Where the stream ended when it had lost confirmed events: the gap starts after it. */
+  readonly lostAfter?: string;
+}
+
+/**
+ * Appends one batch to a recording, atomically and only in sequence: each event is added if the
+ * stream ends exactly at the event it follows, skipped if the stream already holds it (same
+ * id, same chain digest: a resend after a lost answer, a drain after a crash), and otherwise
+ * the script fails with PCGAP before writing anything more. So a write after a refused one
+ * (OOM, then memory freed) is refused as well and goes back in order behind it, instead of
+ * landing above it and leaving an id below the stream's top that XADD can never store.
+ * Metadata and snapshots follow the events, in the same script, so lastSeq never runs ahead.
+ *
+ * ARGV: retention ms or '', afterStored '1'|'0', n, n x (after, id, e, d, h), m, m x (score,
+ * snapshot), k, k x (field, value). An empty `after` (first event only) is "unknown": added
+ * above the top. Sent with EVAL, not EVALSHA: a failover or restart empties the script cache,
+ * and a NOSCRIPT answer resent later would land behind batches sent after it.
+ */
+const APPEND_SCRIPT = `
+local function below(a, b)
+  local at, as = string.match(a, '^(%d+)-(%d+)$')
+  local bt, bs = string.match(b, '^(%d+)-(%d+)$')
+  at, as, bt, bs = tonumber(at), tonumber(as), tonumber(bt), tonumber(bs)
+  return at < bt or (at == bt and as < bs)
+end
+local ev, ttl, stored = KEYS[1], ARGV[1], ARGV[2] == '1'
+local n = tonumber(ARGV[3])
+local i = 4
+local gap = false
+if n > 0 then
+  local last = redis.call('XREVRANGE', ev, '+', '-', 'COUNT', 1)[1]
+  local top = last and last[1] or '0-0'
+  for k = 1, n do
+    local after, id = ARGV[i], ARGV[i + 1]
+    local add = top == after
+    if not add and below(top, id) and (after == '' or (k == 1 and stored and below(top, after))) then
+      add = true
+      if after ~= '' then gap = top end
+    end
+    if add then
+      redis.call('XADD', ev, id, 'e', ARGV[i + 2], 'd', ARGV[i + 3], 'h', ARGV[i + 4])
+      top = id
+    else
+      local have = redis.call('XRANGE', ev, id, id)[1]
+      if not have or have[2][6] ~= ARGV[i + 4] then
+        return redis.error_reply('PCGAP event ' .. id .. ' follows ' .. (after == '' and '?' or after) .. ' but the stream ends at ' .. top)
+      end
+    end
+    i = i + 5
+  end
+  if ttl ~= '' then redis.call('PEXPIRE', ev, ttl) end
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for k = 1, m do
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if m > 0 and ttl ~= '' then redis.call('PEXPIRE', KEYS[3], ttl) end
+local f = tonumber(ARGV[i])
+if f > 0 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, i + 1, i + 2 * f))
+  if ttl ~= '' then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+return gap
+`;
+
+/**
+ * Writes items for one recording: one script on the recording's slot (see APPEND_SCRIPT), then
+ * a pipeline on the index slot (sets: idempotent). Both are sent before anything is awaited: the
+ * sink may call again before this answers, and one connection runs commands in the order sent.
+ */
+export async function writeItems(
+  redis: RedisClient,
+  id: string,
+  items: readonly StoreItem[],
+  opts: WriteOptions,
+  at: StreamPosition = { after: undefined, afterStored: true },
+): Promise<WriteResult> {
   const keys = recordingKeys(id);
-  const p = redis.pipeline();
+  const retention = opts.retentionMs === undefined ? '' : String(opts.retentionMs);
+  const args: (string | Buffer)[] = [retention, at.afterStored ? '1' : '0', ''];
+  let after = at.after;
+  let events = 0;
+  const snapshots: string[] = [];
   let meta: Record<string, string> | undefined;
-  let events = false;
-  let snapshots = false;
   const indexes: IndexEntry[] = [];
-  // Events with bulk data go as commands of their own, sent now and in order ahead of the
-  // pipeline on the same connection: a pipeline concatenates every command into one buffer
-  // before writing it, a copy of all the output (and garbage) that a lone command avoids.
-  const bulk: Promise<unknown>[] = [];
   for (const item of items) {
     switch (item.kind) {
-      case 'event':
-        events = true;
-        if (item.event.data.length >= BULK_BYTES && p.length === 0 && !redis.isCluster) {
-          const prefix = (redis as Redis).options.keyPrefix;
-          const xadd = new StreamAdd('xadd', [keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest)], prefix ? { keyPrefix: prefix } : {});
-          void redis.sendCommand(xadd);
-          bulk.push(xadd.promise);
-        } else {
-          p.xadd(keys.events, streamId(item.t, item.seq), 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest));
-        }
+      case 'after':
+        after = item.id;
         break;
+      case 'event': {
+        const sid = streamId(item.t, item.seq);
+        args.push(after ?? '', sid, view(item.event.head), view(item.event.data), view(item.digest));
+        after = sid;
+        events++;
+        break;
+      }
       case 'meta':
         meta = { ...meta, ...item.fields };
         break;
       case 'snapshot':
-        snapshots = true;
-        p.zadd(keys.snapshots, item.snapshot.t, encodeSnapshot(item.snapshot));
+        snapshots.push(String(item.snapshot.t), encodeSnapshot(item.snapshot));
         break;
       case 'index':
         indexes.push(item.entry);
     }
   }
-  // Metadata last: lastSeq in the hash never runs ahead of the stream it describes.
-  if (meta) p.hset(keys.meta, meta);
-  if (opts.retentionMs !== undefined) {
-    if (events) p.pexpire(keys.events, opts.retentionMs);
-    if (meta) p.pexpire(keys.meta, opts.retentionMs);
-    if (snapshots) p.pexpire(keys.snapshots, opts.retentionMs);
-  }
-  // Everything is sent before anything is awaited: the sink may call again before this answers,
-  // and its XADDs must not reach the stream ahead of these (Redis would refuse these ids then).
-  const answers: Promise<void>[] = [];
-  if (bulk.length > 0) answers.push(bulkChecked(bulk, opts.timeoutMs));
-  if (p.length > 0) answers.push(execChecked(p, opts.timeoutMs));
+  args[2] = String(events);
+  args.push(String(snapshots.length / 2), ...snapshots);
+  const fields = meta ? Object.entries(meta).flat() : [];
+  args.push(String(fields.length / 2), ...fields);
+  const answers: Promise<unknown>[] = [];
+  if (events > 0 || snapshots.length > 0 || meta) answers.push(checked(sendAppend(redis, keys, args), opts.timeoutMs));
   if (indexes.length > 0) {
     const q = redis.pipeline();
     for (const entry of indexes) addIndexCommands(q, id, entry);
     answers.push(execChecked(q, opts.timeoutMs));
   }
-  await Promise.all(answers);
+  const [reply] = await Promise.all(answers);
+  const lostAfter = events > 0 && typeof reply === 'string' ? reply : undefined;
+  return lostAfter === undefined ? { tail: after } : { tail: after, lostAfter };
+}
+
+function sendAppend(redis: RedisClient, keys: RecordingKeys, args: (string | Buffer)[]): Promise<unknown> {
+  const all = [APPEND_SCRIPT, 3, keys.events, keys.meta, keys.snapshots, ...args];
+  // A cluster client routes and retries commands itself; there the arguments are copied.
+  if (redis.isCluster) return redis.eval(APPEND_SCRIPT, 3, keys.events, keys.meta, keys.snapshots, ...args);
+  const prefix = (redis as Redis).options.keyPrefix;
+  const cmd = new UncopiedCommand('eval', all, { replyEncoding: 'utf8', ...(prefix ? { keyPrefix: prefix } : {}) });
+  void redis.sendCommand(cmd);
+  return cmd.promise;
 }
 
 type Pipeline = ReturnType<RedisClient['pipeline']>;
@@ -173,18 +264,18 @@ function addIndexCommands(q: Pipeline, id: string, e: IndexEntry): void {
   for (const c of e.commands ?? []) q.zadd(indexKeys.commands, e.startedAt, `${c.toLowerCase()}\n${id}`);
 }
 
-/** An event at least this large is written as a command of its own rather than in the pipeline. */
+/** An argument at least this large goes to the socket as it is, not copied. */
 const BULK_BYTES = 64 * 1024;
 
 /**
  * A command whose large arguments go to the socket as they are. ioredis copies a command with
- * any Buffer argument into one new Buffer before writing it (Command#toWritable): for a bulk
- * event, a copy of its data and as much garbage outside V8's heap, which is what drives V8's
- * full collections. Here the small parts are encoded and the large ones written between them,
- * corked so they leave in one writev. Only for commands sent on their own: a pipeline writes
- * what toWritable returns to its own buffer, not to this socket.
+ * any Buffer argument into one new Buffer before writing it (Command#toWritable): for a batch of
+ * bulk events, a copy of their data and as much garbage outside V8's heap, which is what drives
+ * V8's full collections. Here the small parts are encoded and the large ones written between
+ * them, corked so they leave in one writev. Only for commands sent on their own: a pipeline
+ * writes what toWritable returns to its own buffer, not to this socket.
  */
-class StreamAdd extends Command {
+class UncopiedCommand extends Command {
   override toWritable(socket: object): string | Buffer {
     const out = socket as Writable;
     let parts: (string | Buffer)[] = [`*${this.args.length + 1}\r\n$${this.name.length}\r\n${this.name}\r\n`];
@@ -210,33 +301,18 @@ function joinParts(parts: readonly (string | Buffer)[]): Buffer {
   return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : p)));
 }
 
-async function bulkChecked(writes: Promise<unknown>[], timeoutMs: number): Promise<void> {
-  const settled = Promise.allSettled(writes);
-  let results: PromiseSettledResult<unknown>[];
+async function checked<T>(p: Promise<T>, timeoutMs: number): Promise<T> {
   try {
-    results = await withTimeout(settled, timeoutMs);
+    return await withTimeout(p, timeoutMs);
   } catch (e) {
     throw e instanceof StoreFailure ? e : classifyRedisError(e);
-  }
-  for (const r of results) {
-    if (r.status === 'rejected') {
-      const err: unknown = r.reason;
-      if (!(err instanceof Error && DUPLICATE.test(err.message))) throw classifyRedisError(err);
-    }
   }
 }
 
 async function execChecked(p: Pipeline, timeoutMs: number): Promise<void> {
-  let results: [Error | null, unknown][] | null;
-  try {
-    results = await withTimeout(p.exec(), timeoutMs);
-  } catch (e) {
-    throw e instanceof StoreFailure ? e : classifyRedisError(e);
-  }
+  const results = await checked(p.exec(), timeoutMs);
   if (!results) throw new StoreFailure('unreachable', 'redis pipeline returned nothing');
-  for (const [err] of results) {
-    if (err && !DUPLICATE.test(err.message)) throw classifyRedisError(err);
-  }
+  for (const [err] of results) if (err) throw classifyRedisError(err);
 }
 
 export async function readMeta(redis: RedisClient, id: string): Promise<RecordingMeta | undefined> {

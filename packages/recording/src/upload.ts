@@ -70,6 +70,8 @@ async function uploadOne(id: string, path: string, opts: UploadSpoolOptions): Pr
   let header: SpoolHeader | undefined;
   let uploaded = 0;
   let offset = 0;
+  // The file's marks name each appended run's predecessor; slices continue from the last event.
+  let after: string | undefined;
   try {
     for (;;) {
       const slice = await spool.read(offset, SLICE);
@@ -83,7 +85,7 @@ async function uploadOne(id: string, path: string, opts: UploadSpoolOptions): Pr
         if (!(await readMeta(opts.redis, id))) await writeItems(opts.redis, id, [{ kind: 'meta', fields: header.meta }], write);
       }
       if (slice.next === offset) break;
-      await writeItems(opts.redis, id, slice.items, write);
+      ({ tail: after } = await writeItems(opts.redis, id, slice.items, write, { after, afterStored: true }));
       uploaded += slice.items.filter((i) => i.kind === 'event').length;
       offset = slice.next;
     }
@@ -134,5 +136,5 @@ async function finishInterrupted(meta: RecordingMeta, opts: UploadSpoolOptions, 
     { kind: 'event', seq, t, event, digest },
     { kind: 'meta', fields: metaToFields(final) },
   ];
-  await writeItems(opts.redis, meta.id, items, write);
+  await writeItems(opts.redis, meta.id, items, write, { after: last?.id ?? '0-0', afterStored: true });
 }
