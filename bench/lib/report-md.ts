@@ -118,7 +118,7 @@ function noise(input: ReportInput): string {
   return (
     `The 1-minute load average ranged ${lo.toFixed(1)}-${hi.toFixed(1)} over the suites, on ${input.machine.cores} cores` +
     (busy
-      ? ': the machine was shared with other work, so every absolute figure here is noisy. Suites take medians (transfers the better of two runs) and measure ours and the anchors interleaved, so the ratios hold up far better than the absolute numbers.'
+      ? ': the machine was shared with other work, so every absolute figure here is noisy. Suites take medians (transfers the better of two runs) and measure ours and the anchors interleaved, so the ratios hold up better than the absolute numbers; still, rerun a suite (--only) before trusting a ratio that moved.'
       : '.')
   );
 }
