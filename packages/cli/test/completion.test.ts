@@ -86,7 +86,7 @@ describe('completion and help', () => {
     // The value of --profile is skipped while finding the command; a flag value is not offered words.
     assert.deepEqual(await bashComplete('pcctl', ['--profile', 'users', 'users', 'r']), ['reset', 'rm']);
     assert.deepEqual(await bashComplete('pcctl', ['--profile', '']), []);
-    assert.deepEqual(await bashComplete('pcctl', ['revoke', '--ca', '']), ['host', 'user']);
+    assert.deepEqual(await bashComplete('pcctl', ['revoke', '--ca', '']), ['host', 'upstream', 'user']);
     assert.deepEqual(await bashComplete('pcctl', ['auth', 'export', '--type', 'h']), ['host']);
     assert.deepEqual(await bashComplete('pcctl', ['tokens', 'add', 'p']), ['proxy']);
     // A file argument: no words, so bash's -o default completes file names.
@@ -116,7 +116,7 @@ describe('completion and help', () => {
     };
     assert.deepEqual(await complete('pcctl', ['users', '']), ['add', 'ls', 'reset', 'rm', 'update']);
     assert.ok((await complete('pcctl', ['users', 'add', '--'])).includes('--roles'));
-    assert.deepEqual(await complete('pcctl', ['--profile', 'x', 'revoke', '--ca', '']), ['host', 'user']);
+    assert.deepEqual(await complete('pcctl', ['--profile', 'x', 'revoke', '--ca', '']), ['host', 'upstream', 'user']);
     assert.deepEqual(await complete('pcctl', ['roles', 'create', '']), ['<files>']);
     assert.deepEqual(await complete('pcctl', ['roles', 'rm', '']), []);
     assert.deepEqual(await complete('pcctl', ['revoke', '--public-key', '']), ['<files>']);
