@@ -212,7 +212,6 @@ function collect(): ReportInput['suites'] {
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const opts = parseArgs(argv);
-  const started = new Date();
   const loadBefore = loadavg();
   const mach = machine();
   mkdirSync(OUT_DIR, { recursive: true });
@@ -227,7 +226,7 @@ async function main(): Promise<number> {
   }
 
   const input: ReportInput = {
-    at: started,
+    at: new Date(),
     command: commandLine(argv),
     quick: opts.quick,
     machine: mach,

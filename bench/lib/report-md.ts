@@ -29,6 +29,7 @@ export interface Machine {
 }
 
 export interface ReportInput {
+  /** When the report was written. */
   readonly at: Date;
   readonly command: string;
   readonly quick: boolean;
