@@ -114,6 +114,44 @@ export interface WriteResult {
   readonly lostAfter?: string;
 }
 
+/** Lua shared by the scripts below: does an event follow the stream? */
+const FOLLOWS_LUA = `
+local function lastId(ev)
+  local last = redis.call('XREVRANGE', ev, '+', '-', 'COUNT', 1)[1]
+  return last and last[1] or '0-0'
+end
+-- Where the stream ends against id: -1 below, 0 at, 1 above. Without reading an entry
+-- (XREVRANGE would copy the last event's data into Lua): XSETID refuses an id below the last
+-- entry. Leaves the last id at id when the stream ends there, which undoes a refusal.
+local function compare(ev, id)
+  if redis.call('XLEN', ev) == 0 then
+    redis.call('DEL', ev)
+    return id == '0-0' and 0 or -1
+  end
+  if id == '0-0' then return 1 end
+  local r = redis.pcall('XSETID', ev, id)
+  if type(r) == 'table' and r.err then return 1 end
+  local t, s = string.match(id, '^(%d+)-(%d+)$')
+  local under = s == '0' and (tostring(tonumber(t) - 1) .. '-18446744073709551615') or (t .. '-' .. tostring(tonumber(s) - 1))
+  r = redis.pcall('XSETID', ev, under)
+  if type(r) == 'table' and r.err then return 0 end
+  return -1
+end
+-- 'add' (with where the stream ended, when below a confirmed predecessor), 'present', or false.
+local function decide(ev, stored, after, id, h)
+  if after == '' then
+    if compare(ev, id) < 0 then return 'add' end
+  else
+    local c = compare(ev, after)
+    if c == 0 then return 'add' end
+    if c < 0 and stored then return 'add', lastId(ev) end
+  end
+  local have = redis.call('XRANGE', ev, id, id)[1]
+  if have and have[2][6] == h then return 'present' end
+  return false
+end
+`;
+
 /**
  * Appends one batch to a recording, atomically and only in sequence: each event is added if the
  * stream ends exactly at the event it follows, skipped if the stream already holds it (same
@@ -121,42 +159,36 @@ export interface WriteResult {
  * the script fails with PCGAP before writing anything more. So a write after a refused one
  * (OOM, then memory freed) is refused as well and goes back in order behind it, instead of
  * landing above it and leaving an id below the stream's top that XADD can never store.
- * Metadata and snapshots follow the events, in the same script, so lastSeq never runs ahead.
+ * Metadata and snapshots follow the events, in the same script. '#!lua' without flags: when
+ * Redis is out of memory the script is refused before it starts (without it, Redis checks only
+ * until the script's first write, and XSETID counts). Only for events below
+ * BULK_BYTES: Lua copies every argument twice, so bulk events go as BULK_GUARD and XADD.
  *
  * ARGV: retention ms or '', afterStored '1'|'0', n, n x (after, id, e, d, h), m, m x (score,
  * snapshot), k, k x (field, value). An empty `after` (first event only) is "unknown": added
  * above the top. Sent with EVAL, not EVALSHA: a failover or restart empties the script cache,
  * and a NOSCRIPT answer resent later would land behind batches sent after it.
  */
-const APPEND_SCRIPT = `
-local function below(a, b)
-  local at, as = string.match(a, '^(%d+)-(%d+)$')
-  local bt, bs = string.match(b, '^(%d+)-(%d+)$')
-  at, as, bt, bs = tonumber(at), tonumber(as), tonumber(bt), tonumber(bs)
-  return at < bt or (at == bt and as < bs)
-end
+const APPEND_SCRIPT = `#!lua
+${FOLLOWS_LUA}
 local ev, ttl, stored = KEYS[1], ARGV[1], ARGV[2] == '1'
 local n = tonumber(ARGV[3])
 local i = 4
 local gap = false
 if n > 0 then
-  local last = redis.call('XREVRANGE', ev, '+', '-', 'COUNT', 1)[1]
-  local top = last and last[1] or '0-0'
+  local top = nil
   for k = 1, n do
-    local after, id = ARGV[i], ARGV[i + 1]
-    local add = top == after
-    if not add and below(top, id) and (after == '' or (k == 1 and stored and below(top, after))) then
-      add = true
-      if after ~= '' then gap = top end
-    end
-    if add then
-      redis.call('XADD', ev, id, 'e', ARGV[i + 2], 'd', ARGV[i + 3], 'h', ARGV[i + 4])
+    local after, id, h = ARGV[i], ARGV[i + 1], ARGV[i + 4]
+    local verdict, lost = 'add', nil
+    if top == nil or top ~= after then verdict, lost = decide(ev, k == 1 and stored, after, id, h) end
+    if lost then gap = lost end
+    if verdict == 'add' then
+      redis.call('XADD', ev, id, 'e', ARGV[i + 2], 'd', ARGV[i + 3], 'h', h)
       top = id
+    elseif verdict == 'present' then
+      top = nil
     else
-      local have = redis.call('XRANGE', ev, id, id)[1]
-      if not have or have[2][6] ~= ARGV[i + 4] then
-        return redis.error_reply('PCGAP event ' .. id .. ' follows ' .. (after == '' and '?' or after) .. ' but the stream ends at ' .. top)
-      end
+      return redis.error_reply('PCGAP event ' .. id .. ' follows ' .. (after == '' and '?' or after) .. ' but the stream ends at ' .. lastId(ev))
     end
     i = i + 5
   end
@@ -178,9 +210,34 @@ return gap
 `;
 
 /**
- * Writes items for one recording: one script on the recording's slot (see APPEND_SCRIPT), then
- * a pipeline on the index slot (sets: idempotent). Both are sent before anything is awaited: the
- * sink may call again before this answers, and one connection runs commands in the order sent.
+ * The same check for one bulk event, whose plain XADD follows it on the connection with its
+ * data uncopied. Where the event does not follow, the stream's last id is set to the largest
+ * there is, so that this XADD and every later one fail until a write that does follow sets it
+ * back: a guard passed, then its XADD refused and memory freed, still stops the next event.
+ * allow-oom: the guard must run (and poison) when Redis refuses writes, or a later XADD could
+ * pass unguarded once memory is freed. Returns {'add', stream end before a gap or ''} or
+ * {'present'}.
+ */
+const BULK_GUARD = `#!lua flags=allow-oom
+${FOLLOWS_LUA}
+local ev, ttl, stored, after, id, h = KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3], ARGV[4], ARGV[5]
+local verdict, lost = decide(ev, stored, after, id, h)
+if verdict then return {verdict, lost or ''} end
+local top = lastId(ev)
+if redis.call('EXISTS', ev) == 0 then
+  redis.call('XGROUP', 'CREATE', ev, 'pc-refused', '$', 'MKSTREAM')
+  if ttl ~= '' then redis.call('PEXPIRE', ev, ttl) end
+end
+redis.call('XSETID', ev, '18446744073709551615-18446744073709551615')
+return redis.error_reply('PCGAP event ' .. id .. ' follows ' .. (after == '' and '?' or after) .. ' but the stream ends at ' .. top)
+`;
+
+/**
+ * Writes items for one recording: on the recording's slot, runs of small events (with the
+ * metadata and snapshots after them) as APPEND_SCRIPT and each bulk event as BULK_GUARD and its
+ * XADD; then a pipeline on the index slot (sets: idempotent). All is sent before anything is
+ * awaited: the sink may call again before this answers, and one connection runs commands in
+ * the order sent.
  */
 export async function writeItems(
   redis: RedisClient,
@@ -191,12 +248,34 @@ export async function writeItems(
 ): Promise<WriteResult> {
   const keys = recordingKeys(id);
   const retention = opts.retentionMs === undefined ? '' : String(opts.retentionMs);
-  const args: (string | Buffer)[] = [retention, at.afterStored ? '1' : '0', ''];
+  const bulk = !redis.isCluster;
   let after = at.after;
-  let events = 0;
+  let first = true;
+  const sent: Promise<string | undefined>[] = [];
+  let run: (string | Buffer)[] = [];
+  let runEvents = 0;
   const snapshots: string[] = [];
   let meta: Record<string, string> | undefined;
   const indexes: IndexEntry[] = [];
+  const stored = (): string => {
+    const s = first && at.afterStored ? '1' : '0';
+    first = false;
+    return s;
+  };
+  const sendRun = (withTail: boolean): void => {
+    if (runEvents === 0 && !withTail) return;
+    const args: (string | Buffer)[] = [retention, stored(), String(runEvents), ...run];
+    if (withTail) {
+      const fields = meta ? Object.entries(meta).flat() : [];
+      args.push(String(snapshots.length / 2), ...snapshots, String(fields.length / 2), ...fields);
+    } else {
+      args.push('0', '0');
+    }
+    const events = runEvents;
+    sent.push(checked(sendScript(redis, APPEND_SCRIPT, [keys.events, keys.meta, keys.snapshots], args), opts.timeoutMs).then((r) => (events > 0 && typeof r === 'string' ? r : undefined)));
+    run = [];
+    runEvents = 0;
+  };
   for (const item of items) {
     switch (item.kind) {
       case 'after':
@@ -204,9 +283,16 @@ export async function writeItems(
         break;
       case 'event': {
         const sid = streamId(item.t, item.seq);
-        args.push(after ?? '', sid, view(item.event.head), view(item.event.data), view(item.digest));
+        if (bulk && item.event.data.length >= BULK_BYTES) {
+          sendRun(false);
+          const guard = sendScript(redis, BULK_GUARD, [keys.events], [retention, stored(), after ?? '', sid, view(item.digest)]);
+          const xadd = sendScript(redis, undefined, [keys.events], [sid, 'e', view(item.event.head), 'd', view(item.event.data), 'h', view(item.digest)]);
+          sent.push(checked(bulkAnswer(guard, xadd), opts.timeoutMs));
+        } else {
+          run.push(after ?? '', sid, view(item.event.head), view(item.event.data), view(item.digest));
+          runEvents++;
+        }
         after = sid;
-        events++;
         break;
       }
       case 'meta':
@@ -219,28 +305,45 @@ export async function writeItems(
         indexes.push(item.entry);
     }
   }
-  args[2] = String(events);
-  args.push(String(snapshots.length / 2), ...snapshots);
-  const fields = meta ? Object.entries(meta).flat() : [];
-  args.push(String(fields.length / 2), ...fields);
-  const answers: Promise<unknown>[] = [];
-  if (events > 0 || snapshots.length > 0 || meta) answers.push(checked(sendAppend(redis, keys, args), opts.timeoutMs));
+  // Metadata last: lastSeq never runs ahead of the stream it describes.
+  sendRun(snapshots.length > 0 || meta !== undefined);
+  const answers: Promise<unknown>[] = [...sent];
   if (indexes.length > 0) {
     const q = redis.pipeline();
     for (const entry of indexes) addIndexCommands(q, id, entry);
     answers.push(execChecked(q, opts.timeoutMs));
   }
-  const [reply] = await Promise.all(answers);
-  const lostAfter = events > 0 && typeof reply === 'string' ? reply : undefined;
+  await Promise.all(answers);
+  let lostAfter: string | undefined;
+  for (const p of sent) lostAfter ??= await p;
   return lostAfter === undefined ? { tail: after } : { tail: after, lostAfter };
 }
 
-function sendAppend(redis: RedisClient, keys: RecordingKeys, args: (string | Buffer)[]): Promise<unknown> {
-  const all = [APPEND_SCRIPT, 3, keys.events, keys.meta, keys.snapshots, ...args];
+/** A guard's answer and its XADD's: the XADD must add what the guard let through, and nothing else. */
+async function bulkAnswer(guard: Promise<unknown>, xadd: Promise<unknown>): Promise<string | undefined> {
+  const [g, x] = await Promise.allSettled([guard, xadd]);
+  if (g.status === 'rejected') throw g.reason;
+  const [verdict, gap] = g.value as [string, string?];
+  if (verdict === 'add') {
+    if (x.status === 'rejected') throw x.reason;
+    return gap === '' ? undefined : gap;
+  }
+  // Already stored: the XADD was refused ("equal or smaller", or after a refusal "exhausted").
+  if (x.status === 'fulfilled' || !(x.reason instanceof Error && /equal or smaller|exhausted the last possible ID/.test(x.reason.message))) {
+    throw new StoreFailure('error', `redis stored an event the guard found already stored (${x.status === 'rejected' ? String(x.reason) : 'added'})`);
+  }
+  return undefined;
+}
+
+/** EVAL of `script`, or XADD when there is none; sent now, large arguments uncopied. */
+function sendScript(redis: RedisClient, script: string | undefined, keys: readonly string[], args: readonly (string | Buffer)[]): Promise<unknown> {
   // A cluster client routes and retries commands itself; there the arguments are copied.
-  if (redis.isCluster) return redis.eval(APPEND_SCRIPT, 3, keys.events, keys.meta, keys.snapshots, ...args);
+  if (redis.isCluster) {
+    return script === undefined ? redis.call('xadd', ...keys, ...args) : redis.eval(script, keys.length, ...keys, ...args);
+  }
   const prefix = (redis as Redis).options.keyPrefix;
-  const cmd = new UncopiedCommand('eval', all, { replyEncoding: 'utf8', ...(prefix ? { keyPrefix: prefix } : {}) });
+  const cmdOpts = { replyEncoding: 'utf8' as const, ...(prefix ? { keyPrefix: prefix } : {}) };
+  const cmd = script === undefined ? new UncopiedCommand('xadd', [...keys, ...args], cmdOpts) : new UncopiedCommand('eval', [script, keys.length, ...keys, ...args], cmdOpts);
   void redis.sendCommand(cmd);
   return cmd.promise;
 }
