@@ -3,7 +3,6 @@
 // through POST /v1/join, and the proxy enrolled the same way and talking to auth only through
 // its HTTP client. Users log in with a password and mint certificates as pcsh would; admins act
 // through the admin API as pcctl would. Nothing is a stand-in.
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,8 +10,9 @@ import { AuthClient, AuthService, parseAuthConfig } from '@portcullis/auth';
 import type { ApiResponse, RequestOptions } from '@portcullis/auth';
 import { HttpAuthority, enrollProxy, startProxy } from '@portcullis/proxy';
 import type { ProxyAuditEvent, ProxyConfig, ProxyEnrollment, RunningProxy } from '@portcullis/proxy';
-import { run, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
+import { runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
 import type { RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
+import { runSsh, spawnSsh, sshOptionArgs } from './ssh-client.js';
 
 export const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
 export const PASSWORD = 'correct horse battery staple';
@@ -201,34 +201,7 @@ async function build(o: SystemOptions, dir: TempDir, stops: (() => Promise<void>
   const knownHosts = dir.file('known_hosts');
   writeFileSync(knownHosts, enrolled.knownHosts);
 
-  const sshOptions = (as: SshOptions['as']): string[] =>
-    [
-      'IdentitiesOnly=yes',
-      'IdentityAgent=none',
-      `IdentityFile=${as.identity}`,
-      ...(as.certificate === undefined ? [] : [`CertificateFile=${as.certificate}`]),
-      'BatchMode=yes',
-      'StrictHostKeyChecking=yes',
-      `UserKnownHostsFile=${knownHosts}`,
-      'GlobalKnownHostsFile=/dev/null',
-      'UpdateHostKeys=no',
-      'ConnectTimeout=10',
-      'LogLevel=ERROR',
-    ].flatMap((opt) => ['-o', opt]);
-  // The caller's args first: ssh keeps the first value of an option.
-  const sshArgs = (s: SshOptions): string[] => [
-    '-F', '/dev/null',
-    ...(s.args ?? []),
-    ...sshOptions(s.as),
-    '-p', String(s.port ?? proxy.port),
-    `${s.user}@127.0.0.1`,
-    ...(s.command === undefined ? [] : ['--', s.command]),
-  ];
-  const env = (): NodeJS.ProcessEnv => {
-    const e: NodeJS.ProcessEnv = { ...process.env, LANG: 'C.UTF-8', TERM: 'xterm-256color' };
-    delete e['SSH_AUTH_SOCK'];
-    return e;
-  };
+  const sshClient = { knownHosts, connectTimeoutSec: 10 };
   let counter = 0;
 
   return {
@@ -267,17 +240,9 @@ async function build(o: SystemOptions, dir: TempDir, stops: (() => Promise<void>
         },
       };
     },
-    sshOptions,
-    ssh: (s) => run('ssh', sshArgs(s), { env: env(), timeoutMs: s.timeoutMs ?? 20_000, ...(s.input === undefined ? {} : { input: s.input }) }),
-    spawnSsh(s) {
-      const child = spawn('ssh', sshArgs(s), { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.stdin.on('error', () => {});
-      return Object.assign(child, { output: () => ({ stdout, stderr }) });
-    },
+    sshOptions: (as) => sshOptionArgs(sshClient, as),
+    ssh: (s) => runSsh(sshClient, s.port ?? proxy.port, s, 20_000),
+    spawnSsh: (s) => spawnSsh(sshClient, s.port ?? proxy.port, s),
     async waitForAudit(name, match = () => true, timeoutMs = 5_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

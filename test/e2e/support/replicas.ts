@@ -9,7 +9,7 @@
 // is an AuthService with its own state directory, Redis connection and HTTPS listener; they
 // run in the test's process so the first admin's invite is at hand. The bastions share one
 // enrollment (one credential, one host key and certificate), as the proxy replicas do.
-import { fork, spawn } from 'node:child_process';
+import { fork } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -20,11 +20,12 @@ import { formatCertificate, formatPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { enrollProxy } from '@portcullis/proxy';
 import type { ProxyAuditEvent } from '@portcullis/proxy';
-import { freePort, run, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
+import { freePort, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
 import type { RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
 import type { BastionConfig, BastionMessage } from './bastion.js';
 import { ROLES } from './portcullis.js';
 import type { Identity, SshOptions } from './portcullis.js';
+import { runSsh, spawnSsh } from './ssh-client.js';
 
 export const PASSWORD = 'correct horse battery staple';
 export const TARGET = 'web01.example.test';
@@ -181,31 +182,7 @@ async function build(dir: TempDir, stops: (() => Promise<void> | void)[], stopAl
     }),
   );
 
-  const sshArgs = (b: Bastion, s: Omit<SshOptions, 'port'>): string[] => [
-    '-F', '/dev/null',
-    ...(s.args ?? []),
-    ...[
-      'IdentitiesOnly=yes',
-      'IdentityAgent=none',
-      `IdentityFile=${s.as.identity}`,
-      ...(s.as.certificate === undefined ? [] : [`CertificateFile=${s.as.certificate}`]),
-      'BatchMode=yes',
-      'StrictHostKeyChecking=yes',
-      `UserKnownHostsFile=${knownHosts}`,
-      'GlobalKnownHostsFile=/dev/null',
-      'UpdateHostKeys=no',
-      'ConnectTimeout=20',
-      'LogLevel=ERROR',
-    ].flatMap((opt) => ['-o', opt]),
-    '-p', String(b.sshPort),
-    `${s.user}@127.0.0.1`,
-    ...(s.command === undefined ? [] : ['--', s.command]),
-  ];
-  const env = (): NodeJS.ProcessEnv => {
-    const e: NodeJS.ProcessEnv = { ...process.env, LANG: 'C.UTF-8', TERM: 'xterm-256color' };
-    delete e['SSH_AUTH_SOCK'];
-    return e;
-  };
+  const sshClient = { knownHosts, connectTimeoutSec: 20 };
   let counter = 0;
 
   return {
@@ -234,16 +211,8 @@ async function build(dir: TempDir, stops: (() => Promise<void> | void)[], stopAl
         },
       };
     },
-    ssh: (b, s) => run('ssh', sshArgs(b, s), { env: env(), timeoutMs: s.timeoutMs ?? 30_000, ...(s.input === undefined ? {} : { input: s.input }) }),
-    spawnSsh(b, s) {
-      const child = spawn('ssh', sshArgs(b, s), { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.stdin.on('error', () => {});
-      return Object.assign(child, { output: () => ({ stdout, stderr }) });
-    },
+    ssh: (b, s) => runSsh(sshClient, b.sshPort, s, 30_000),
+    spawnSsh: (b, s) => spawnSsh(sshClient, b.sshPort, s),
     stop: stopAll,
   };
 }
