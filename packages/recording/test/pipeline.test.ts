@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { hasTool } from '@portcullis/harness';
-import { encodeEvent } from '../src/codec.js';
-import { chainEvent, hex, initialDigest } from '../src/digest.js';
 import { isRecordingError } from '../src/errors.js';
 import { NO_METRICS, RecordingCounters } from '../src/health.js';
 import type { RecordingMode } from '../src/model.js';
 import { RecordingSink } from '../src/sink.js';
 import { SpoolFile } from '../src/spool.js';
-import { readEntries, type RedisClient, type StoreItem } from '../src/store.js';
+import type { RedisClient, StoreItem } from '../src/store.js';
+import { chainedEvents, storedSeqs, upTo } from './chain.js';
 import { redisFixture, sleep, type RedisFixture } from './fixture.js';
 
 // The sink keeps several batches unanswered at once; these tests hold Redis still (CLIENT PAUSE)
@@ -18,22 +17,10 @@ const skip = !hasTool('redis-server') && 'redis-server is not installed';
 
 /** Output events numbered from 1, chained as the recorder chains them; three in four bulk-sized. */
 function eventSource(id: string): (n: number) => StoreItem[] {
-  let seq = 0;
-  let digest = initialDigest(id);
-  return (n) => {
-    const out: StoreItem[] = [];
-    for (let i = 0; i < n; i++) {
-      seq++;
-      // Bulk events (>= 64 KiB) go as commands of their own, small ones in a pipeline: mixing
-      // them checks that no batch's writes overtake an earlier batch's.
-      const size = seq % 4 === 0 ? 40 : 100 * 1024;
-      const data = new Uint8Array(size).fill(seq & 0xff);
-      const event = encodeEvent({ type: 'output', channel: 0, stream: 0, data, seq, t: seq });
-      digest = chainEvent(digest, event);
-      out.push({ kind: 'event', seq, t: seq, event, digest });
-    }
-    return out;
-  };
+  const next = chainedEvents(id);
+  // Bulk events (>= 64 KiB) go as commands of their own, small ones in a pipeline: mixing
+  // them checks that no batch's writes overtake an earlier batch's.
+  return (n) => next(n, (seq) => (seq % 4 === 0 ? 40 : 100 * 1024));
 }
 
 function sink(redis: RedisClient, id: string, mode: RecordingMode, spool?: SpoolFile, metrics = NO_METRICS): RecordingSink {
@@ -50,20 +37,6 @@ function sink(redis: RedisClient, id: string, mode: RecordingMode, spool?: Spool
     metrics,
   });
 }
-
-/** Sequence numbers as stored, checking each stored digest follows from the one before. */
-async function storedSeqs(redis: RedisClient, id: string): Promise<number[]> {
-  const seqs: number[] = [];
-  let digest = initialDigest(id);
-  for await (const e of readEntries(redis, id)) {
-    digest = chainEvent(digest, { head: e.head, data: e.data });
-    assert.equal(hex(e.digest ?? new Uint8Array(0)), hex(digest), `event ${e.seq}: the chain breaks`);
-    seqs.push(e.seq);
-  }
-  return seqs;
-}
-
-const upTo = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
 
 /** Enqueues while Redis is paused until `inFlight` batches are unanswered; returns how many events. */
 async function fillPipeline(fx: RedisFixture, s: RecordingSink, next: (n: number) => StoreItem[], inFlight: number): Promise<number> {

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { hasTool } from '@portcullis/harness';
-import { encodeEvent } from '../src/codec.js';
-import { chainEvent, hex, initialDigest } from '../src/digest.js';
 import { isRecordingError } from '../src/errors.js';
 import { NO_METRICS, type RecordingTrouble } from '../src/health.js';
 import type { RecordingMode } from '../src/model.js';
@@ -10,28 +8,13 @@ import { RecordingSink } from '../src/sink.js';
 import { SpoolFile } from '../src/spool.js';
 import { uploadSpool } from '../src/upload.js';
 import { readEntries, readMeta, writeItems, type RedisClient, type StoreItem } from '../src/store.js';
+import { chainedEvents, storedSeqs, upTo } from './chain.js';
 import { redisFixture, type RedisFixture } from './fixture.js';
 
 // Redis refusing one write and taking a later one (OOM, then memory freed by expiry or a
 // smaller command) must not leave the refused event out: a stream takes no id below its top.
 
 const skip = !hasTool('redis-server') && 'redis-server is not installed';
-
-/** Output events numbered from 1 and chained; `size(seq)` bytes of data each. */
-function eventSource(id: string): (n: number, size: number) => StoreItem[] {
-  let seq = 0;
-  let digest = initialDigest(id);
-  return (n, size) => {
-    const out: StoreItem[] = [];
-    for (let i = 0; i < n; i++) {
-      seq++;
-      const event = encodeEvent({ type: 'output', channel: 0, stream: 0, data: new Uint8Array(size).fill(seq & 0xff), seq, t: seq });
-      digest = chainEvent(digest, event);
-      out.push({ kind: 'event', seq, t: seq, event, digest });
-    }
-    return out;
-  };
-}
 
 function sink(redis: RedisClient, id: string, mode: RecordingMode, spool: SpoolFile | undefined, troubles: RecordingTrouble[]): RecordingSink {
   return new RecordingSink({
@@ -47,20 +30,6 @@ function sink(redis: RedisClient, id: string, mode: RecordingMode, spool: SpoolF
     metrics: NO_METRICS,
   });
 }
-
-/** Sequence numbers as stored, each stored digest checked against the chain. */
-async function storedSeqs(redis: RedisClient, id: string): Promise<number[]> {
-  const seqs: number[] = [];
-  let digest = initialDigest(id);
-  for await (const e of readEntries(redis, id)) {
-    digest = chainEvent(digest, { head: e.head, data: e.data });
-    assert.equal(hex(e.digest ?? new Uint8Array(0)), hex(digest), `event ${e.seq}: the chain breaks`);
-    seqs.push(e.seq);
-  }
-  return seqs;
-}
-
-const upTo = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
 
 /**
  * Puts Redis over maxmemory (noeviction) with a filler key, so that the next write is refused
@@ -94,7 +63,7 @@ test('best effort: a big event refused for memory and a small one after it accep
   const troubles: RecordingTrouble[] = [];
   const spool = await SpoolFile.create(fx.tmp.path, { version: 1, id, pid: process.pid, meta: { id } }, 'never');
   const s = sink(fx.redis, id, 'best-effort', spool, troubles);
-  const next = eventSource(id);
+  const next = chainedEvents(id);
   for (const item of next(10, 1000)) s.enqueue(item);
   await s.flush();
   let sent = 10 + (await refuseThenAccept(fx, s, next));
@@ -113,7 +82,7 @@ test('strict: a big event refused for memory ends the recording, and a small one
   const id = `refused-strict-${process.pid}-${Date.now()}`;
   const troubles: RecordingTrouble[] = [];
   const s = sink(fx.redis, id, 'strict', undefined, troubles);
-  const next = eventSource(id);
+  const next = chainedEvents(id);
   for (const item of next(10, 1000)) s.enqueue(item);
   await s.flush();
   await refuseThenAccept(fx, s, next);
@@ -126,7 +95,7 @@ test('a drain after a crash, with part of the spool already in Redis, stores the
   const fx = await redisFixture(t);
   const id = `refused-crash-${process.pid}-${Date.now()}`;
   const write = { timeoutMs: 5000, retentionMs: undefined };
-  const next = eventSource(id);
+  const next = chainedEvents(id);
   // Events 1-9 went to Redis directly; 10-60 were spooled (an outage); the drain had stored
   // 10-35 when the process died. 100 KiB events: the upload reads the file in several slices.
   const direct = next(9, 100 * 1024);
@@ -151,7 +120,7 @@ test('a write whose predecessor the stream lacks is refused, unless the predeces
   const fx = await redisFixture(t);
   const id = `refused-gap-${process.pid}-${Date.now()}`;
   const write = { timeoutMs: 5000, retentionMs: undefined };
-  const next = eventSource(id);
+  const next = chainedEvents(id);
   const events = next(6, 10);
   await writeItems(fx.redis, id, events.slice(0, 2), write, { after: '0-0', afterStored: true });
   await assert.rejects(writeItems(fx.redis, id, events.slice(3), write, { after: '3-3', afterStored: false }), /PCGAP event 4-4 follows 3-3 but the stream ends at 2-2/);
