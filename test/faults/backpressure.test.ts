@@ -2,18 +2,13 @@
 // The proxy (in this process) must pass the SSH window back to the target instead of buffering:
 // its memory stays flat while the target has hundreds of MiB to send, another session on the
 // same proxy keeps answering at once, and when the stuck client goes everything is released.
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SSHD_PATH, hasTool } from '@portcullis/harness';
 import { listRecordings } from '@portcullis/recording';
-import type { Identity } from '../e2e/support/portcullis.js';
-import { exited, recordingEnded, startRecordedSystem, until } from './support.js';
-import type { RecordedSystem } from './support.js';
+import { exited, recordingEnded, recordedSuite, skipWithoutTools, until } from './support.js';
 
-const missing = [...['ssh', 'redis-server'].filter((t) => !hasTool(t)), ...(existsSync(SSHD_PATH) ? [] : [SSHD_PATH])];
-const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
 const MiB = 1024 * 1024;
 /** What the target has to send: far more than the bound asserted on the proxy's memory. */
 const TARGET_BYTES = 600 * MiB;
@@ -35,20 +30,13 @@ function writers(): number[] {
     .map(Number);
 }
 
-describe('fault: a client that reads slowly or never', { skip }, () => {
-  let r: RecordedSystem;
-  let alice: Identity;
-
-  before(async () => {
-    r = await startRecordedSystem();
-    alice = await (await r.sys.user('alice', ['dev'])).mint({ ttl: 600 });
-  });
-  after(async () => {
+describe('fault: a client that reads slowly or never', { skip: skipWithoutTools }, () => {
+  const recorded = recordedSuite({ beforeStop: () => {
     for (const p of writers()) process.kill(p, 'SIGKILL');
-    await r?.stop();
-  });
+  } });
 
   it('holds the target back by the SSH window: memory bounded, other sessions responsive, all released on disconnect', async (t) => {
+    const { r, alice } = recorded;
     const { sys } = r;
     const echo = sys.spawnSsh({ user: 'root%web01', as: alice, command: 'while read l; do echo "got $l"; done' });
     let n = 0;

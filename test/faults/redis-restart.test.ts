@@ -2,32 +2,19 @@
 // while a best-effort recorded session runs. The session must not notice; the recorder spools
 // while Redis is away and drains afterwards, so the recording holds every byte the client got;
 // auth answers during the outage with a prompt 503, and logs users in again once Redis is back.
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
-import { SSHD_PATH, hasTool } from '@portcullis/harness';
+import { writeFileSync } from 'node:fs';
 import { listRecordings } from '@portcullis/recording';
-import type { Identity } from '../e2e/support/portcullis.js';
-import { exited, metricValue, recordedOutput, recordingEnded, startRecordedSystem, until } from './support.js';
-import type { RecordedSystem } from './support.js';
+import { exited, metricValue, recordedOutput, recordingEnded, recordedSuite, skipWithoutTools, until } from './support.js';
 
-const missing = [...['ssh', 'redis-server'].filter((t) => !hasTool(t)), ...(existsSync(SSHD_PATH) ? [] : [SSHD_PATH])];
-const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
 const PASSWORD = 'correct horse battery staple';
 
-describe('fault: Redis restarts during a recorded session', { skip }, () => {
-  let r: RecordedSystem;
-  let alice: Identity;
-
-  before(async () => {
-    r = await startRecordedSystem();
-    alice = await (await r.sys.user('alice', ['dev'])).mint({ ttl: 600 });
-  });
-  after(async () => {
-    await r?.stop();
-  });
+describe('fault: Redis restarts during a recorded session', { skip: skipWithoutTools }, () => {
+  const recorded = recordedSuite();
 
   it('keeps the session, records every byte the client received, and auth answers 503 then serves logins again', async () => {
+    const { r, alice } = recorded;
     const { sys } = r;
     const stopFile = sys.dir.file('stop-writing');
     // Writes until the test says stop, so the outage is certainly in the middle of it.

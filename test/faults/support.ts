@@ -1,16 +1,17 @@
 // What the fault tests share: the end-to-end system (test/e2e/support) with the proxy's session
 // recording switched on, and the levers to break its parts for real — stop and restart
 // redis-server on its port with its data, find the sshd process that serves one connection.
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { after, before } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { processAlive, redisProcessesUnder, startRedis } from '@portcullis/harness';
+import { SSHD_PATH, hasTool, processAlive, redisProcessesUnder, startRedis } from '@portcullis/harness';
 import type { RedisHandle } from '@portcullis/harness';
 import { startSessionRecording } from '@portcullis/proxy';
 import type { ProxyAuditEvent, RecorderTuning, SessionRecording, SessionTap } from '@portcullis/proxy';
 import { readRecordingEvents, readRecordingMeta } from '@portcullis/recording';
 import type { RecordingMeta, RedisClient } from '@portcullis/recording';
 import { startSystem } from '../e2e/support/portcullis.js';
-import type { System, SystemOptions } from '../e2e/support/portcullis.js';
+import type { Identity, System, SystemOptions } from '../e2e/support/portcullis.js';
 
 export { exited } from '../e2e/support/portcullis.js';
 
@@ -23,6 +24,44 @@ export async function until<T>(what: string, probe: () => T | undefined | Promis
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(50);
   }
+}
+
+const missingTools = [...['ssh', 'redis-server'].filter((t) => !hasTool(t)), ...(existsSync(SSHD_PATH) ? [] : [SSHD_PATH])];
+/** A recorded system's skip reason where ssh, redis-server or the test sshd is missing, else false. */
+export const skipWithoutTools: string | false = missingTools.length > 0 ? `needs ${missingTools.join(', ')}` : false;
+
+export interface RecordedSuite {
+  /** Set once the suite's `before` has run. */
+  readonly r: RecordedSystem;
+  /** alice (role dev) with a 10-minute certificate. */
+  readonly alice: Identity;
+}
+
+/**
+ * Registers, in the calling describe block, a `before` that starts a recorded system and mints
+ * alice a certificate, and an `after` that runs `beforeStop` and stops the system.
+ */
+export function recordedSuite(o: { readonly beforeStop?: () => void } = {}): RecordedSuite {
+  let r: RecordedSystem | undefined;
+  let alice: Identity | undefined;
+  before(async () => {
+    r = await startRecordedSystem();
+    alice = await (await r.sys.user('alice', ['dev'])).mint({ ttl: 600 });
+  });
+  after(async () => {
+    o.beforeStop?.();
+    await r?.stop();
+  });
+  return {
+    get r() {
+      if (r === undefined) throw new Error('recordedSuite: the system is not started (used outside a test?)');
+      return r;
+    },
+    get alice() {
+      if (alice === undefined) throw new Error('recordedSuite: alice has no certificate (used outside a test?)');
+      return alice;
+    },
+  };
 }
 
 export interface RecordedSystem {

@@ -1,17 +1,12 @@
 // Fault: the sshd process serving a session on the target is SIGKILLed (an OOM kill, a crash).
 // The client must hear about it at once with a message and exit status, the recording must be
 // closed (not left `live` for ever), and the proxy must let go of the session.
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { SSHD_PATH, hasTool } from '@portcullis/harness';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { listRecordings } from '@portcullis/recording';
-import type { Identity } from '../e2e/support/portcullis.js';
-import { childrenOf, exited, recordedOutput, recordingEnded, sshdListenerPid, startRecordedSystem, until } from './support.js';
-import type { RecordedSystem } from './support.js';
+import { childrenOf, exited, recordedOutput, recordingEnded, sshdListenerPid, recordedSuite, skipWithoutTools, until } from './support.js';
 
-const missing = [...['ssh', 'redis-server'].filter((t) => !hasTool(t)), ...(existsSync(SSHD_PATH) ? [] : [SSHD_PATH])];
-const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
 
 const exe = (pid: number): string => {
   try {
@@ -33,19 +28,11 @@ function descendants(pid: number): number[] {
   return childrenOf(pid).flatMap((c) => [c, ...descendants(c)]);
 }
 
-describe('fault: the target sshd serving a session is killed', { skip }, () => {
-  let r: RecordedSystem;
-  let alice: Identity;
-
-  before(async () => {
-    r = await startRecordedSystem();
-    alice = await (await r.sys.user('alice', ['dev'])).mint({ ttl: 600 });
-  });
-  after(async () => {
-    await r?.stop();
-  });
+describe('fault: the target sshd serving a session is killed', { skip: skipWithoutTools }, () => {
+  const recorded = recordedSuite();
 
   it('tells the client promptly, ends the recording and releases the session', async (t) => {
+    const { r, alice } = recorded;
     const { sys } = r;
     const web01 = sys.targets.get('web01.example.test')!;
     const listener = sshdListenerPid(web01.configPath);
