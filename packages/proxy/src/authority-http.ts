@@ -1,7 +1,7 @@
 import { formatPublicKey, generateKey, parseAuthorizedKeys, parseCertificateText, parseKnownHosts, publicPart } from '@portcullis/cert-core';
 import type { PublicKey, SigningPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
-import type { AuthorityClient, AuthorityNotice, ClientCertificateRef, IssuedCertificate, TargetHost, UserAccess } from './authority.js';
+import type { AuthorityClient, AuthorityNotice, ClientCertificateRef, IssuedCertificate, TargetHost, UpstreamCertificateRequest, UserAccess } from './authority.js';
 import type { ProxyHostKey } from './config.js';
 import { ProxyError } from './errors.js';
 import type { ProxyErrorCode } from './errors.js';
@@ -72,7 +72,7 @@ export const authorityRequests = {
     path: `/v1/proxy/access/${seg(user)}${client === undefined ? '' : `?serial=${client.serial}&key_id=${seg(client.keyId)}&fingerprint=${seg(client.fingerprint)}`}`,
   }),
   locks: (): HttpCall => ({ method: 'GET', path: '/v1/proxy/locks' }),
-  upstream: (r: { readonly user: string; readonly login: string; readonly host: string; readonly publicKey: PublicKey; readonly client: ClientCertificateRef }): HttpCall => ({
+  upstream: (r: Omit<UpstreamCertificateRequest, 'requestId'>): HttpCall => ({
     method: 'POST',
     path: '/v1/proxy/certs/upstream',
     json: {
@@ -351,14 +351,7 @@ export class HttpAuthority implements AuthorityClient {
     return readAccess(await this.#call(authorityRequests.access(user, client), true), user);
   }
 
-  async upstreamCertificate(req: {
-    readonly user: string;
-    readonly login: string;
-    readonly host: string;
-    readonly publicKey: PublicKey;
-    readonly requestId: string;
-    readonly client: ClientCertificateRef;
-  }): Promise<IssuedCertificate> {
+  async upstreamCertificate(req: UpstreamCertificateRequest): Promise<IssuedCertificate> {
     // auth draws its own request id (its body schema has none); the session id stays in our audit.
     const a = await this.#call(authorityRequests.upstream(req), true);
     return readIssued(a, `a certificate for ${JSON.stringify(req.login)} on ${JSON.stringify(req.host)}`, 'user', req.publicKey);

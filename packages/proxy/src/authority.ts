@@ -49,6 +49,17 @@ export interface ClientCertificateRef {
   readonly fingerprint: string;
 }
 
+/** What the proxy asks auth for to log in to a target on a user's behalf. */
+export interface UpstreamCertificateRequest {
+  readonly user: string;
+  readonly login: string;
+  readonly host: string;
+  readonly publicKey: PublicKey;
+  readonly requestId: string;
+  /** The certificate the client authenticated with; auth re-checks it before signing. */
+  readonly client: ClientCertificateRef;
+}
+
 export interface AuthorityClient {
   /** The trusted user CA keys (several during a rotation). */
   userCAs(): Promise<readonly PublicKey[]>;
@@ -64,15 +75,7 @@ export interface AuthorityClient {
    */
   access(user: string, client?: ClientCertificateRef): Promise<UserAccess>;
   /** A 1-2 minute certificate for exactly `login` on `host`, for `publicKey`. */
-  upstreamCertificate(req: {
-    readonly user: string;
-    readonly login: string;
-    readonly host: string;
-    readonly publicKey: PublicKey;
-    readonly requestId: string;
-    /** The certificate the client authenticated with; auth re-checks it before signing. */
-    readonly client: ClientCertificateRef;
-  }): Promise<IssuedCertificate>;
+  upstreamCertificate(req: UpstreamCertificateRequest): Promise<IssuedCertificate>;
   /** A short host certificate naming `host`, to terminate ProxyJump for it. */
   jumpHostCertificate(req: { readonly host: string; readonly publicKey: PublicKey }): Promise<IssuedCertificate>;
   /** Lock and revocation notices (Redis pub/sub relayed by auth, or read directly). */
