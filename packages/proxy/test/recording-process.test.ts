@@ -4,11 +4,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { formatPrivateKey, formatPublicKey, keySigner, publicPart } from '@portcullis/cert-core';
+import { keySigner } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { tempDir } from '@portcullis/harness';
 import type { TempDir } from '@portcullis/harness';
@@ -16,8 +15,9 @@ import { recordingKeys, verifyRecording } from '@portcullis/recording';
 import type { RecordingEvent } from '@portcullis/recording';
 import { access, exited, skipWithoutOpenSsh, startFixture } from './support/fixture.js';
 import type { Fixture, Identity } from './support/fixture.js';
-import { newKey, writeKeyAndCertificate } from './support/authority.js';
-import type { StandInState } from './support/recording-proxy-child.js';
+import { newKey } from './support/authority.js';
+import { startProxyProcess, writeProxyStateDir, writeStandInState } from './support/proxy-process.js';
+import type { ProxyProcess } from './support/proxy-process.js';
 import {
   TmuxPane,
   comparable,
@@ -33,15 +33,6 @@ import {
 import type { TestRedis } from './support/recording.js';
 
 const skip = skipWithoutOpenSsh || skipWithoutRecordingTools;
-const CHILD = fileURLToPath(new URL('./support/recording-proxy-child.ts', import.meta.url));
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-
-interface ProxyProcess {
-  readonly child: ChildProcess;
-  readonly port: number;
-  stdout(): string;
-  stderr(): string;
-}
 
 describe('the proxy process', { skip }, () => {
   let dir: TempDir;
@@ -61,16 +52,8 @@ describe('the proxy process', { skip }, () => {
     db = redis.connect();
     f = await startFixture({ users: [access('alice')] });
     alice = f.identity('alice');
-    const state: StandInState = {
-      userCA: formatPrivateKey(f.authority.userCA, { crypto: nodeCrypto }),
-      upstreamCA: formatPrivateKey(f.authority.upstreamCA, { crypto: nodeCrypto }),
-      hostCA: formatPrivateKey(f.authority.hostCA, { crypto: nodeCrypto }),
-      recordingKey: formatPrivateKey(recordingKey, { crypto: nodeCrypto }),
-      hosts: f.authority.hosts,
-      users: [access('alice')],
-    };
     statePath = dir.file('stand-in.json');
-    writeFileSync(statePath, JSON.stringify(state));
+    writeStandInState(statePath, f, recordingKey, [access('alice')]);
   });
 
   after(async () => {
@@ -81,43 +64,21 @@ describe('the proxy process', { skip }, () => {
   });
 
   /** Starts `node main.ts` (through the stand-in wrapper) on a state directory. */
-  async function startProxyProcess(stateDir: string): Promise<ProxyProcess> {
-    mkdirSync(stateDir, { recursive: true });
-    const hostKey = newKey();
-    writeKeyAndCertificate(`${stateDir}/host_key`, hostKey, f.authority.hostCertificate(hostKey, ['127.0.0.1', 'localhost']));
-    const config = `${stateDir}/proxy.yaml`;
-    writeFileSync(
-      config,
-      [
-        `state_dir: ${stateDir}`,
-        'listen: 127.0.0.1:0',
-        `redis: { url: "${redis.url}" }`,
-        'recording: { upload_interval: 1s, retention: 1d }',
-        'drain_grace: 1s',
-      ].join('\n') + '\n',
-    );
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, statePath, config], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-    const port = await waitFor(
-      'the proxy process to listen',
-      () => {
-        if (child.exitCode !== null) throw new Error(`the proxy exited ${child.exitCode}: ${err}`);
-        const m = /proxy: listening on 127\.0\.0\.1:(\d+)/.exec(err);
-        return m ? Number(m[1]) : undefined;
-      },
-      30_000,
-    );
-    appendFileSync(f.knownHosts, `@cert-authority [127.0.0.1]:${port} ${formatPublicKey(publicPart(f.authority.hostCA))}\n`);
-    return { child, port, stdout: () => out, stderr: () => err };
+  async function startProxyOn(stateDir: string): Promise<ProxyProcess> {
+    const config = writeProxyStateDir(stateDir, f, [
+      'listen: 127.0.0.1:0',
+      `redis: { url: "${redis.url}" }`,
+      'recording: { upload_interval: 1s, retention: 1d }',
+      'drain_grace: 1s',
+    ]);
+    const p = await startProxyProcess(f, statePath, config, /proxy: listening on 127\.0\.0\.1:(\d+)/, 30_000);
+    children.push(p.child);
+    return p;
   }
 
   test('SIGKILLed mid-session, restarted: the spool is uploaded and the recording marked interrupted', async () => {
     const stateDir = dir.file('proxy-a');
-    const a = await startProxyProcess(stateDir);
+    const a = await startProxyOn(stateDir);
     const ssh = spawn('ssh', [...f.sshOptions(alice), '-p', String(a.port), 'root%web01@127.0.0.1', '--', 'for i in $(seq 1 3000); do echo "line $i"; sleep 0.003; done'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -135,7 +96,7 @@ describe('the proxy process', { skip }, () => {
     assert.ok(existsSync(`${stateDir}/recordings/${meta.id}.spool`), readdirSync(`${stateDir}/recordings`).join(' '));
     assert.equal((await recordingOf(db, 'alice', (m) => m.id === meta.id)).state, 'live');
 
-    const restarted = await startProxyProcess(stateDir);
+    const restarted = await startProxyOn(stateDir);
     const done = await finished(db, meta.id);
     assert.equal(done.state, 'interrupted');
     assert.equal(done.endReason, 'recorder stopped');
@@ -161,7 +122,7 @@ describe('the proxy process', { skip }, () => {
   });
 
   test('a session on one proxy process is watched live from another process, starting from its screen', async () => {
-    const a = await startProxyProcess(dir.file('proxy-b'));
+    const a = await startProxyOn(dir.file('proxy-b'));
     const pane = await TmuxPane.start(
       'pc-live-' + process.pid,
       ['ssh', ...f.sshOptions(alice), '-tt', '-p', String(a.port), 'root%web01@127.0.0.1'],

@@ -5,24 +5,20 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { formatPrivateKey, formatPublicKey, publicPart } from '@portcullis/cert-core';
-import { nodeCrypto } from '@portcullis/cert-core/node';
 import { tempDir } from '@portcullis/harness';
 import type { TempDir } from '@portcullis/harness';
 import { access, exited, skipWithoutOpenSsh, startFixture } from './support/fixture.js';
 import type { Fixture, Identity } from './support/fixture.js';
-import { newKey, writeKeyAndCertificate } from './support/authority.js';
-import type { StandInState } from './support/recording-proxy-child.js';
+import { newKey } from './support/authority.js';
+import { startProxyProcess, writeProxyStateDir, writeStandInState } from './support/proxy-process.js';
+import type { ProxyProcess } from './support/proxy-process.js';
 import { finished, recordingOf, skipWithoutRecordingTools, startTestRedis, waitFor } from './support/recording.js';
 import type { TestRedis } from './support/recording.js';
 
 const skip = skipWithoutOpenSsh || skipWithoutRecordingTools;
-const CHILD = fileURLToPath(new URL('./support/recording-proxy-child.ts', import.meta.url));
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** Live workers by index, from the primary's "proxy worker <i> (pid <p>) listening" lines (the latest wins). */
 function workerPids(stderr: string): Map<number, number> {
@@ -47,8 +43,9 @@ describe('the proxy service with workers: 2', { skip }, () => {
   let child: ChildProcess;
   let port: number;
   let metricsPort: number;
-  let out = '';
-  let err = '';
+  let proc: ProxyProcess | undefined;
+  const out = (): string => proc?.stdout() ?? '';
+  const err = (): string => proc?.stderr() ?? '';
   const stateDir = (): string => dir.file('proxy');
 
   const ssh = (command: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
@@ -72,52 +69,26 @@ describe('the proxy service with workers: 2', { skip }, () => {
     db = redis.connect();
     f = await startFixture({ users: [access('alice')] });
     alice = f.identity('alice');
-    const recordingKey = newKey();
-    const state: StandInState = {
-      userCA: formatPrivateKey(f.authority.userCA, { crypto: nodeCrypto }),
-      upstreamCA: formatPrivateKey(f.authority.upstreamCA, { crypto: nodeCrypto }),
-      hostCA: formatPrivateKey(f.authority.hostCA, { crypto: nodeCrypto }),
-      recordingKey: formatPrivateKey(recordingKey, { crypto: nodeCrypto }),
-      hosts: f.authority.hosts,
-      users: [access('alice')],
-    };
     const statePath = dir.file('stand-in.json');
-    writeFileSync(statePath, JSON.stringify(state));
-    mkdirSync(stateDir(), { recursive: true });
-    const hostKey = newKey();
-    writeKeyAndCertificate(`${stateDir()}/host_key`, hostKey, f.authority.hostCertificate(hostKey, ['127.0.0.1', 'localhost']));
-    const config = `${stateDir()}/proxy.yaml`;
-    writeFileSync(
-      config,
-      [
-        `state_dir: ${stateDir()}`,
-        'listen: 127.0.0.1:0',
-        `redis: { url: "${redis.url}" }`,
-        'recording: { upload_interval: 1s, retention: 1d }',
-        'metrics: { listen: "127.0.0.1:0" }',
-        'drain_grace: 10s',
-        'workers: 2',
-      ].join('\n') + '\n',
-    );
-    child = spawn(process.execPath, ['--import', 'tsx', CHILD, statePath, config], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-    [port, metricsPort] = await waitFor(
-      'the primary to listen',
-      () => {
-        if (child.exitCode !== null) throw new Error(`the proxy exited ${child.exitCode}: ${err}`);
-        const m = /proxy: listening on 127\.0\.0\.1:(\d+) with 2 workers, metrics on port (\d+)/.exec(err);
-        return m ? ([Number(m[1]), Number(m[2])] as const) : undefined;
-      },
-      60_000,
-    );
-    appendFileSync(f.knownHosts, `@cert-authority [127.0.0.1]:${port} ${formatPublicKey(publicPart(f.authority.hostCA))}\n`);
+    writeStandInState(statePath, f, newKey(), [access('alice')]);
+    const config = writeProxyStateDir(stateDir(), f, [
+      'listen: 127.0.0.1:0',
+      `redis: { url: "${redis.url}" }`,
+      'recording: { upload_interval: 1s, retention: 1d }',
+      'metrics: { listen: "127.0.0.1:0" }',
+      'drain_grace: 10s',
+      'workers: 2',
+    ]);
+    proc = await startProxyProcess(f, statePath, config, /proxy: listening on 127\.0\.0\.1:(\d+) with 2 workers, metrics on port (\d+)/, 60_000);
+    child = proc.child;
+    port = proc.port;
+    metricsPort = Number(proc.listening[2]);
   });
 
   after(async () => {
     if (child !== undefined && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
-      for (const pid of workerPids(err).values()) {
+      for (const pid of workerPids(err()).values()) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -131,20 +102,20 @@ describe('the proxy service with workers: 2', { skip }, () => {
   });
 
   test('sessions land on both workers, and the primary /metrics counts each worker', async () => {
-    assert.equal(workerPids(err).size, 2, err);
+    assert.equal(workerPids(err()).size, 2, err());
     for (let i = 0; i < 6; i++) {
       const r = await ssh(`echo run ${i}`);
       assert.equal(r.stdout, `run ${i}\n`, r.stderr);
     }
     // The stand-in wrapper's audit lines carry the pid of the worker that wrote them.
     const startPids = await waitFor('six session.start events', () => {
-      const pids = out
+      const pids = out()
         .split('\n')
         .filter((l) => l.includes('"name":"session.start"'))
         .map((l) => (JSON.parse(l) as { pid: number }).pid);
       return pids.length >= 6 ? pids : undefined;
     });
-    assert.deepEqual([...new Set(startPids)].sort(), [...workerPids(err).values()].sort(), 'both workers served sessions');
+    assert.deepEqual([...new Set(startPids)].sort(), [...workerPids(err()).values()].sort(), 'both workers served sessions');
     const by = sessionsByWorker(await metrics());
     assert.deepEqual([...by.keys()].sort(), ['0', '1']);
     assert.equal([...by.values()].reduce((a, b) => a + b, 0), 6);
@@ -152,7 +123,7 @@ describe('the proxy service with workers: 2', { skip }, () => {
   });
 
   test('a SIGKILLed worker is replaced, and its replacement uploads the dead worker’s spool', async () => {
-    const before = workerPids(err);
+    const before = workerPids(err());
     const session = ssh('for i in $(seq 1 3000); do echo "line $i"; sleep 0.003; done');
     const meta = await recordingOf(db, 'alice', (m) => m.command?.startsWith('for i in') === true);
     // Which worker runs it: the one whose spool directory holds its file.
@@ -166,7 +137,7 @@ describe('the proxy service with workers: 2', { skip }, () => {
     // A scrape while a worker is missing or still starting answers with the others.
     assert.ok(sessionsByWorker(await metrics()).has(String(1 - index)));
     const replacement = await waitFor('a replacement worker', () => {
-      const pid = workerPids(err).get(index);
+      const pid = workerPids(err()).get(index);
       return pid !== undefined && pid !== victim ? pid : undefined;
     }, 30_000);
     assert.notEqual(replacement, victim);
@@ -180,8 +151,8 @@ describe('the proxy service with workers: 2', { skip }, () => {
   });
 
   test('SIGTERM to the primary drains: running sessions finish, new ones are refused, every process exits', async () => {
-    const pids = [...workerPids(err).values()];
-    const starts = (): number => out.split('"name":"session.start"').length - 1;
+    const pids = [...workerPids(err()).values()];
+    const starts = (): number => out().split('"name":"session.start"').length - 1;
     const earlier = starts();
     const running = ssh('sleep 1.5; echo finished');
     await waitFor('the session to start', () => (starts() > earlier ? true : undefined));
@@ -192,7 +163,7 @@ describe('the proxy service with workers: 2', { skip }, () => {
     const r = await running;
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'finished\n');
-    assert.equal(await exited(child), 0, err);
+    assert.equal(await exited(child), 0, err());
     for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/, `worker ${pid} is gone`);
   });
 });
