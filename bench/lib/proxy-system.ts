@@ -4,7 +4,7 @@
 // memory are its own), and one user with a key and certificate from auth.
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuthClient, AuthService, parseAuthConfig } from '@portcullis/auth';
@@ -14,8 +14,8 @@ import type { Certificate, SigningPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { enrollProxy } from '@portcullis/proxy';
 import type { ProxyEnrollment } from '@portcullis/proxy';
-import { freePort, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
-import type { SshdHandle, TempDir } from '@portcullis/harness';
+import { freePort, joinHostKey, startRedis, startSshd, tempDir } from '@portcullis/harness';
+import type { HostJoinAnswer, SshdHandle, TempDir } from '@portcullis/harness';
 import { spawnAuthProcess, type AuthProcess } from './auth-process.js';
 import type { ProxyChildConfig, ProxyChildMessage } from './proxy-child.js';
 
@@ -112,20 +112,14 @@ export async function startBenchSystem(opts: BenchSystemOptions = {}): Promise<B
     const ports = new Map<string, number>();
     const sshd = async (name: string, extra: readonly string[]): Promise<SshdHandle> => {
       const d = dir.file(name);
-      mkdirSync(d);
       const { token } = await asAdmin<{ token: string }>('POST', '/v1/admin/tokens', { type: 'host', hostname: name, labels: { env: 'bench' } });
-      await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', `${d}/host_key`]);
-      const joined = ok(
-        await api<{ certificates: { certificate: string }[]; user_ca: string }>('POST', '/v1/join', {
-          json: { token, hostname: name, host_keys: [readFileSync(`${d}/host_key.pub`, 'utf8').trim()] },
-        }),
-        `join ${name}`,
+      const joined = await joinHostKey(d, async (hostKey) =>
+        ok(await api<HostJoinAnswer>('POST', '/v1/join', { json: { token, hostname: name, host_keys: [hostKey] } }), `join ${name}`),
       );
-      writeFileSync(`${d}/host_key-cert.pub`, `${joined.certificates[0]!.certificate}\n`);
       const h = await startSshd({
         dir: d,
-        trustedUserCAKeys: joined.user_ca,
-        hostKey: { privateKeyPath: `${d}/host_key`, certificatePath: `${d}/host_key-cert.pub` },
+        trustedUserCAKeys: joined.userCA,
+        hostKey: joined.hostKey,
         extraConfig: [
           `Ciphers ${CIPHER}`,
           'Compression no',

@@ -4,14 +4,14 @@
 // its HTTP client. Users log in with a password and mint certificates as pcsh would; admins act
 // through the admin API as pcctl would. Nothing is a stand-in.
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AuthClient, AuthService, parseAuthConfig } from '@portcullis/auth';
 import type { ApiResponse, RequestOptions } from '@portcullis/auth';
 import { HttpAuthority, enrollProxy, startProxy } from '@portcullis/proxy';
 import type { ProxyAuditEvent, ProxyConfig, ProxyEnrollment, RunningProxy } from '@portcullis/proxy';
-import { runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
-import type { RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
+import { joinHostKey, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
+import type { HostJoinAnswer, HostKeySpec, RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
 import { runSsh, spawnSsh, sshOptionArgs } from './ssh-client.js';
 
 export const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
@@ -136,17 +136,11 @@ async function build(o: SystemOptions, dir: TempDir, stops: (() => Promise<void>
   const krl = await api('GET', '/v1/krl');
   const enroll = async (name: string, present: 'auth' | 'foreign' | 'plain'): Promise<void> => {
     const d = dir.file(name);
-    mkdirSync(d);
     const { token } = await admin<{ token: string }>('POST', '/v1/admin/tokens', { type: 'host', hostname: name, labels: { env: 'test' } });
-    await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', `${d}/host_key`]);
-    const joined = ok(
-      await api<{ certificates: { certificate: string }[]; user_ca: string }>('POST', '/v1/join', {
-        json: { token, hostname: name, host_keys: [readFileSync(`${d}/host_key.pub`, 'utf8').trim()] },
-      }),
-      `join ${name}`,
+    const joined = await joinHostKey(d, async (publicKey) =>
+      ok(await api<HostJoinAnswer>('POST', '/v1/join', { json: { token, hostname: name, host_keys: [publicKey] } }), `join ${name}`),
     );
-    writeFileSync(`${d}/host_key-cert.pub`, `${joined.certificates[0]!.certificate}\n`);
-    let hostKey: { privateKeyPath: string; certificatePath?: string } = { privateKeyPath: `${d}/host_key`, certificatePath: `${d}/host_key-cert.pub` };
+    let hostKey: HostKeySpec = joined.hostKey;
     if (present !== 'auth') {
       // The machine at that address is not the enrolled one: another key, and for `foreign`
       // a certificate naming the host from a CA auth never heard of (a man in the middle).
@@ -160,7 +154,7 @@ async function build(o: SystemOptions, dir: TempDir, stops: (() => Promise<void>
     }
     const sshd = await startSshd({
       dir: d,
-      trustedUserCAKeys: joined.user_ca,
+      trustedUserCAKeys: joined.userCA,
       revokedKeys: krl.bytes,
       hostKey,
       authorizedPrincipalsFile: { contents: 'root\n' },

@@ -20,8 +20,8 @@ import { formatCertificate, formatPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { enrollProxy } from '@portcullis/proxy';
 import type { ProxyAuditEvent } from '@portcullis/proxy';
-import { freePort, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
-import type { RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
+import { freePort, joinHostKey, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
+import type { HostJoinAnswer, RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
 import type { BastionConfig, BastionMessage } from './bastion.js';
 import { ROLES } from './portcullis.js';
 import type { Identity, SshOptions } from './portcullis.js';
@@ -134,20 +134,13 @@ async function build(dir: TempDir, stops: (() => Promise<void> | void)[], stopAl
 
   // The target joins through replica 2 with a token made through replica 1.
   const { token: hostToken } = await r1.admin<{ token: string }>('POST', '/v1/admin/tokens', { type: 'host', hostname: TARGET, labels: { env: 'test' } });
-  const td = dir.file(TARGET);
-  mkdirSync(td);
-  await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', TARGET, '-f', `${td}/host_key`]);
-  const joined = ok(
-    await r2.api<{ certificates: { certificate: string }[]; user_ca: string }>('POST', '/v1/join', {
-      json: { token: hostToken, hostname: TARGET, host_keys: [readFileSync(`${td}/host_key.pub`, 'utf8').trim()] },
-    }),
-    `join ${TARGET}`,
+  const joined = await joinHostKey(dir.file(TARGET), async (hostKey) =>
+    ok(await r2.api<HostJoinAnswer>('POST', '/v1/join', { json: { token: hostToken, hostname: TARGET, host_keys: [hostKey] } }), `join ${TARGET}`),
   );
-  writeFileSync(`${td}/host_key-cert.pub`, `${joined.certificates[0]!.certificate}\n`);
   const target = await startSshd({
-    dir: td,
-    trustedUserCAKeys: joined.user_ca,
-    hostKey: { privateKeyPath: `${td}/host_key`, certificatePath: `${td}/host_key-cert.pub` },
+    dir: dir.file(TARGET),
+    trustedUserCAKeys: joined.userCA,
+    hostKey: joined.hostKey,
     authorizedPrincipalsFile: { contents: 'root\n' },
     extraConfig: ['PermitTTY yes', 'MaxStartups 100:30:200'],
   });

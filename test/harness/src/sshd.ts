@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, runOk } from './process.js';
 
@@ -9,6 +9,29 @@ export const SSHD_PATH = '/usr/sbin/sshd';
 export interface HostKeySpec {
   readonly privateKeyPath: string;
   readonly certificatePath?: string;
+}
+
+/** The fields of a POST /v1/join answer that a target's sshd uses. */
+export interface HostJoinAnswer {
+  readonly certificates: readonly { readonly certificate: string }[];
+  readonly user_ca: string;
+}
+
+/**
+ * A target's host key, certified as `pcctl host join` does it: makes `dir`/host_key, hands its
+ * public half to `post` (a POST /v1/join with a host token) and writes the first certificate of
+ * the answer beside it. The answer's user CA is what the target's sshd should trust.
+ */
+export async function joinHostKey(dir: string, post: (publicKey: string) => Promise<HostJoinAnswer>): Promise<{ readonly hostKey: Required<HostKeySpec>; readonly userCA: string }> {
+  mkdirSync(dir, { recursive: true });
+  const privateKeyPath = join(dir, 'host_key');
+  await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'joined host', '-f', privateKeyPath]);
+  const answer = await post(readFileSync(`${privateKeyPath}.pub`, 'utf8').trim());
+  const certificate = answer.certificates[0]?.certificate;
+  if (certificate === undefined) throw new Error(`joinHostKey: the join answer for ${dir} has no certificate`);
+  const certificatePath = `${privateKeyPath}-cert.pub`;
+  writeFileSync(certificatePath, `${certificate}\n`);
+  return { hostKey: { privateKeyPath, certificatePath }, userCA: answer.user_ca };
 }
 
 export interface SshdOptions {
