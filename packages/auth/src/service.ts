@@ -7,9 +7,10 @@ import { AuthError } from './errors.js';
 import { AuditLog } from './audit/log.js';
 import { jsonLinesSink, openJsonLinesFile, redisStreamSink, type AuditSink } from './audit/sinks.js';
 import { SYSTEM_ACTOR } from './audit/event.js';
-import { CaKeystore } from './ca/keystore.js';
+import { CA_KINDS, CaKeystore } from './ca/keystore.js';
 import type { CaKind } from './ca/keystore.js';
-import { RotationService } from './ca/rotation.js';
+import { RotationService, readRotationState, type RotationState } from './ca/rotation.js';
+import { firstRefusal, peekCaDirectory, readTrustRecords, recordTrustIfAbsent, trustRecordOf, type CaTrustRecord, type SharedTrustRefusal } from './ca/shared-trust.js';
 import { closeTokenSigners, openTokenSigners } from './ca/pkcs11-config.js';
 import type { Pkcs11Signer } from './ca/pkcs11.js';
 import type { IssuerDeps } from './ca/issuer.js';
@@ -150,6 +151,10 @@ export class AuthService {
 
     const tokenSigners = openTokenSigners(c.ca, { crypto, log });
     this.#tokenSigners = tokenSigners;
+    // Before a missing CA is created: a replica must not make or use a CA the others do not hold.
+    const rotations = Object.fromEntries(await Promise.all(CA_KINDS.map(async (k) => [k, await readRotationState(redis, k)] as const))) as Record<CaKind, RotationState>;
+    const early = firstRefusal(peekCaDirectory(c.state_dir, crypto, tokenSigners), await readTrustRecords(redis), rotations);
+    if (early !== undefined) await this.#refuseCa(early, auditLog);
     const keystore = CaKeystore.open({
       stateDir: c.state_dir,
       crypto,
@@ -163,6 +168,12 @@ export class AuthService {
       onChange: (ch) => void auditLog.emit(ch.event, SYSTEM_ACTOR, { action: ch.action, kind: ch.kind, id: ch.id, fingerprint: ch.fingerprint }),
     });
     this.#keystore = keystore;
+    // Kinds nobody recorded yet are recorded now; of two replicas racing at first start, the
+    // one whose script ran second compares against the winner's keys like any later start.
+    const held = Object.fromEntries(CA_KINDS.map((k) => [k, trustRecordOf(keystore, k)])) as Record<CaKind, CaTrustRecord>;
+    const recorded = await recordTrustIfAbsent(redis, Object.values(held));
+    const late = firstRefusal(held, recorded, rotations);
+    if (late !== undefined) await this.#refuseCa(late, auditLog);
     // Replicas share the CA directory: a rotation step made through another one is picked up here.
     const rotation = new RotationService({ redis, keystore, clock: this.#clock });
     this.#rotationTimer = setInterval(() => void rotation.sync().catch((e: unknown) => log(`ca: cannot follow the rotation state: ${e instanceof Error ? e.message : String(e)}`)), ROTATION_SYNC_MS);
@@ -254,6 +265,18 @@ export class AuthService {
       bootstrapInvite,
     };
     return this.#info;
+  }
+
+  async #refuseCa(r: SharedTrustRefusal, audit: AuditLog): Promise<never> {
+    await audit.emit('ca.trust_mismatch', SYSTEM_ACTOR, {
+      kind: r.kind,
+      reason: r.reason,
+      localActive: r.local?.active.fingerprint ?? null,
+      recordedActive: r.recorded.active.fingerprint,
+      recordedTrusted: r.recorded.trusted.map((k) => k.fingerprint),
+    });
+    this.#log(r.message);
+    throw new AuthError('ERR_CONFIG', r.message);
   }
 
   async #tls(c: LoadedAuthConfig): Promise<TlsMaterial> {

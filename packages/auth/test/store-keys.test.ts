@@ -13,6 +13,7 @@ const TABLE: ReadonlyArray<readonly [string, () => string, string]> = [
   ['caRevokedKey', () => keys.caRevokedKey(), 'pc:{ca}:revoked'],
   ['caKrlKey', () => keys.caKrlKey(), 'pc:{ca}:krl'],
   ['caKrlVersionKey', () => keys.caKrlVersionKey(), 'pc:{ca}:krl:version'],
+  ['caTrustKey', () => keys.caTrustKey(), 'pc:{ca}:trust'],
   ['auditEventsKey', () => keys.auditEventsKey(), 'pc:{audit}:events'],
   ['usersIndexKey', () => keys.usersIndexKey(), 'pc:{users}:index'],
   ['userRecordKey', () => keys.userRecordKey('alice'), 'pc:{user:alice}:record'],
@@ -53,6 +54,8 @@ test('keys: keys one operation changes atomically share a slot', () => {
   const groups: Record<string, readonly string[]> = {
     // revoke: add the entry, store the new KRL and bump its version in one MULTI
     revocation: [keys.caSerialKey(), keys.caRevokedKey(), keys.caKrlKey(), keys.caKrlVersionKey()],
+    // a rotation step records the new phase and the CA replicas must hold in one MULTI
+    rotation: ['pc:{ca}:rotation', keys.caTrustKey()],
     // one user's record, TOTP replay guard, live certificates and login sessions
     user: ['alice', 'bob@example.com', 'Ünïcode', 'x:y'].flatMap((u) => [
       keys.userRecordKey(u),

@@ -39,6 +39,7 @@ export const AUDIT_EVENTS = {
   'krl.updated': { code: 'PC2004I', description: 'The KRL was rebuilt with a new version.' },
   'ca.created': { code: 'PC2010I', description: 'A CA key pair was generated.' },
   'ca.trust_changed': { code: 'PC2011I', description: 'The set of trusted CA keys for a kind changed (rotation staged or completed).' },
+  'ca.trust_mismatch': { code: 'PC2012E', description: "A replica's CA directory disagrees with the CA other replicas use (recorded in Redis); it refused to start." },
 
   'host.enrolled': { code: 'PC3000I', description: 'A host enrolled with a join token and got host certificates.' },
   'host.enroll_failed': { code: 'PC3001W', description: 'A host enrollment was refused.' },

@@ -1,6 +1,8 @@
 import { AuthError } from '../errors.js';
 import type { RedisClient } from '../store/redis.js';
+import { caTrustKey } from '../store/keys.js';
 import type { CaKeyInfo, CaKeySpec, CaKeystore, CaKind, CaAlgorithm } from './keystore.js';
+import { trustRecordField, trustRecordOf } from './shared-trust.js';
 
 /*
  * Phased CA rotation, as Teleport's `tctl auth rotate` does it, one CA kind at a time:
@@ -153,6 +155,11 @@ function parseState(kind: CaKind, text: string | null | undefined): RotationStat
   return v;
 }
 
+/** Where `kind`'s rotation stands in Redis (standby when none was ever made). */
+export async function readRotationState(redis: RedisClient, kind: CaKind): Promise<RotationState> {
+  return parseState(kind, await redis.hget(ROTATION_KEY, kind));
+}
+
 export interface RotationDeps {
   readonly redis: RedisClient;
   readonly keystore: CaKeystore;
@@ -183,7 +190,7 @@ export class RotationService {
   }
 
   async state(kind: CaKind): Promise<RotationState> {
-    return parseState(kind, await this.#d.redis.hget(ROTATION_KEY, kind));
+    return readRotationState(this.#d.redis, kind);
   }
 
   async rotate(kind: CaKind, req: RotationRequest, o: RotateOptions): Promise<{ transition: Transition; state: RotationState }> {
@@ -217,7 +224,9 @@ export class RotationService {
         }
       }
       const next = nextState(state, t, this.#d.clock(), o.by, keys);
-      await this.#d.redis.hset(ROTATION_KEY, kind, JSON.stringify(next));
+      // The shared-trust record moves with the phase, in one transaction (both keys are {ca}), so
+      // a replica starting later compares its CA directory with the keys of the new phase.
+      await this.#d.redis.multi().hset(ROTATION_KEY, kind, JSON.stringify(next)).hset(caTrustKey(), ...trustRecordField(trustRecordOf(ks, kind))).exec();
       return { transition: t, state: next };
     } finally {
       // Released only if still ours: a step that outlived the lock must not free another's.

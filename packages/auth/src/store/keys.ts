@@ -47,6 +47,8 @@ export const caSerialKey = (): string => 'pc:{ca}:serial';
 export const caRevokedKey = (): string => 'pc:{ca}:revoked';
 export const caKrlKey = (): string => 'pc:{ca}:krl';
 export const caKrlVersionKey = (): string => 'pc:{ca}:krl:version';
+/** Per CA kind, the active and trusted keys every replica must hold (ca/shared-trust.ts). */
+export const caTrustKey = (): string => 'pc:{ca}:trust';
 
 export const auditEventsKey = (): string => 'pc:{audit}:events';
 
