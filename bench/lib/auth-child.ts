@@ -2,14 +2,12 @@
 // directory with an embedded redis-server and a generated TLS certificate, then does what an
 // operator and an engineer would: the first admin sets a password through the invite, creates
 // a user with a role through the admin API, the user sets a password and logs in.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { AuthClient } from '@portcullis/auth';
 import type { TempDir } from '@portcullis/harness';
 import type { BenchServerInfo } from './auth-server.js';
+import { spawnAuthServer } from './auth-process.js';
 
 export const BENCH_USER = 'alice';
 export const BENCH_ROLE = 'engineers';
@@ -57,54 +55,14 @@ async function ok<T>(p: Promise<{ status: number; body: T; bytes: Buffer }>, wha
   return r.body;
 }
 
-/** The child's stdout, a line at a time: its start-up report, then one answer per command. */
-function lineReader(child: ChildProcess, log: () => string): () => Promise<string> {
-  const waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
-  const early: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    const w = waiting.shift();
-    if (w === undefined) early.push(line);
-    else w.resolve(line);
-  });
-  child.once('exit', (code) => {
-    for (const w of waiting.splice(0)) w.reject(new Error(`the auth service exited (${code}):\n${log()}`));
-  });
-  return () => {
-    const line = early.shift();
-    if (line !== undefined) return Promise.resolve(line);
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`the auth service has exited:\n${log()}`));
-    return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
-  };
-}
-
 export async function startBenchAuth(opts: BenchAuthOptions): Promise<BenchAuth> {
   const stateDir = opts.dir.file('state');
   const configPath = opts.dir.file('auth.yaml');
   // JSON is YAML; the loader reads either.
   writeFileSync(configPath, JSON.stringify(config(stateDir, opts.dir.file('audit.jsonl')), null, 2));
-  const entry = fileURLToPath(new URL('./auth-server.ts', import.meta.url));
-  // From the repository root, where `--import tsx` resolves, whatever the caller's directory.
-  const root = fileURLToPath(new URL('../../', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, configPath], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
-  const log = (): string => stderr;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const nextLine = lineReader(child, log);
-  const command = async (line: string, expect: RegExp): Promise<void> => {
-    child.stdin!.write(`${line}\n`);
-    const answer = await nextLine();
-    if (!expect.test(answer)) throw new Error(`the auth service answered ${JSON.stringify(answer)} to ${line}`);
-  };
-
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }
-  };
+  const server = spawnAuthServer(configPath);
+  const { nextLine, stop } = server;
+  const log = server.stderr;
   try {
     const info = JSON.parse(await nextLine()) as BenchServerInfo;
     if (info.invite === undefined) throw new Error('the service made no first-admin invite on a fresh state directory');
@@ -121,13 +79,13 @@ export async function startBenchAuth(opts: BenchAuthOptions): Promise<BenchAuth>
     const login = await ok(client.request<{ token: string }>('POST', '/v1/login/password', { json: { username: BENCH_USER, password: userPassword } }), 'user login');
     return {
       info,
-      pid: child.pid!,
+      pid: server.child.pid!,
       certPem: readFileSync(join(stateDir, 'tls', 'auth-cert.pem'), 'utf8'),
       token: login.token,
       client,
       log,
-      startProfile: () => command('profile-start', /^profiling$/),
-      stopProfile: (file) => command(`profile-stop ${file}`, /^profile /),
+      startProfile: async () => void (await server.command('profile-start', /^profiling$/)),
+      stopProfile: async (file) => void (await server.command(`profile-stop ${file}`, /^profile /)),
       stop,
     };
   } catch (e) {
