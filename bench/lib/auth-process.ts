@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { stopChild } from '@portcullis/harness';
 import type { BenchServerInfo } from './auth-server.js';
 
 export interface AuthProcess {
@@ -38,7 +39,6 @@ export function spawnAuthServer(configPath: string, o: { readonly exposeGc?: boo
   child.stderr.on('data', (b: Buffer) => {
     if (stderr.length < limit) stderr += b.toString('utf8');
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
   const early: string[] = [];
   createInterface({ input: child.stdout }).on('line', (line) => {
@@ -66,13 +66,7 @@ export function spawnAuthServer(configPath: string, o: { readonly exposeGc?: boo
       return got;
     },
     stderr: () => stderr,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopChild(child),
   };
 }
 

@@ -14,7 +14,7 @@ import type { Certificate, SigningPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { enrollProxy } from '@portcullis/proxy';
 import type { ProxyEnrollment } from '@portcullis/proxy';
-import { freePort, joinHostKey, startRedis, startSshd, tempDir } from '@portcullis/harness';
+import { freePort, joinHostKey, startRedis, startSshd, stopChild, tempDir } from '@portcullis/harness';
 import type { HostJoinAnswer, SshdHandle, TempDir } from '@portcullis/harness';
 import { spawnAuthProcess, type AuthProcess } from './auth-process.js';
 import type { ProxyChildConfig, ProxyChildMessage } from './proxy-child.js';
@@ -233,7 +233,6 @@ async function spawnProxy(configPath: string): Promise<ProxyProcess> {
     execArgv: ['--import', 'tsx', '--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const pending = new Map<number, (m: NodeJS.MemoryUsage) => void>();
   const profiling = new Map<number, () => void>();
   let nextId = 0;
@@ -269,12 +268,6 @@ async function spawnProxy(configPath: string): Promise<ProxyProcess> {
         child.send({ type: 'profile-stop', id, path });
       });
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: () => stopChild(child),
   };
 }

@@ -20,7 +20,7 @@ import { formatCertificate, formatPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { enrollProxy } from '@portcullis/proxy';
 import type { ProxyAuditEvent } from '@portcullis/proxy';
-import { freePort, joinHostKey, runOk, startRedis, startSshd, tempDir } from '@portcullis/harness';
+import { freePort, joinHostKey, runOk, startRedis, startSshd, stopChild, tempDir } from '@portcullis/harness';
 import type { HostJoinAnswer, RedisHandle, RunResult, SshdHandle, TempDir } from '@portcullis/harness';
 import type { BastionConfig, BastionMessage } from './bastion.js';
 import { ROLES } from './portcullis.js';
@@ -214,7 +214,6 @@ async function startBastion(configPath: string): Promise<Bastion> {
   const child = fork(BASTION, [configPath], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const audit: ProxyAuditEvent[] = [];
   const ready = await new Promise<Extract<BastionMessage, { type: 'ready' }>>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`bastion ${configPath} did not start within 60 s:\n${stderr}`)), 60_000);
@@ -245,12 +244,6 @@ async function startBastion(configPath: string): Promise<Bastion> {
         await sleep(20);
       }
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: () => stopChild(child),
   };
 }
