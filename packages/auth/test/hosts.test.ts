@@ -77,6 +77,15 @@ spec:
     await assert.rejects(peekJoinToken(fx.redis, token, 'host', now), (e) => isAuthError(e, 'ERR_UNAUTHENTICATED'));
   });
 
+  it('a join token never starts with a dash (it follows --token on command lines)', async () => {
+    // 0xf8 makes the first base64url character '-'; the second draw is taken instead.
+    const draws = [new Uint8Array(32).fill(0xf8), new Uint8Array(32).fill(0x41)];
+    let n = 0;
+    const { token } = await createJoinToken(fx.redis, { type: 'host' }, Date.now(), () => draws[n++]!);
+    assert.equal(n, 2);
+    assert.equal(token, Buffer.from(draws[1]!).toString('base64url'));
+  });
+
   it('enrolls a host: certificates for its keys naming its names, the user CA line, the KRL URL, the inventory record', async () => {
     const { token } = await createJoinToken(fx.redis, { type: 'host', labels: { env: 'dev', team: 'web' } }, Date.now());
     enrolled = await enrollHost(deps, { token, hostname: 'Web01.Example.com', names: ['127.0.0.1', 'localhost'], publicKeys: [hostEd.publicLine, hostEcdsa.publicLine, hostEd.publicLine] });

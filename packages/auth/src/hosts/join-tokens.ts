@@ -77,10 +77,18 @@ function fromFields(id: string, f: Record<string, string>): JoinToken | undefine
   };
 }
 
+/**
+ * A token never starts with '-': it is pasted after `--token` on command lines, where a leading
+ * dash reads as an option (commander refused 1 join in 64 as "ambiguous"). Drawing again costs
+ * under 1/64 of the space of 256 random bits.
+ */
 function newSecret(randomBytes: (n: number) => Uint8Array): string {
-  const token = Buffer.from(randomBytes(32)).toString('base64url');
-  if (!TOKEN_RE.test(token)) throw new TypeError('hosts: randomBytes must return 32 bytes');
-  return token;
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const token = Buffer.from(randomBytes(32)).toString('base64url');
+    if (!TOKEN_RE.test(token)) throw new TypeError('hosts: randomBytes must return 32 bytes');
+    if (!token.startsWith('-')) return token;
+  }
+  throw new TypeError('hosts: randomBytes keeps returning tokens that start with a dash');
 }
 
 /** Makes a join token and returns it once (only its hash is stored). */
