@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { formatCertificate, formatPrivateKey } from '@portcullis/cert-core';
 import { nodeCrypto } from '@portcullis/cert-core/node';
 import { HttpAuthority, enrollProxy } from '@portcullis/proxy';
 import type { ProxyAuditEvent } from '@portcullis/proxy';
 import { parseProxyServiceConfig, startProxyService, type RunningProxyService } from '../src/portcullis/services.js';
-import { runOk, startSshd, type SshdHandle } from '@portcullis/harness';
+import { joinHostKey, startSshd, type HostJoinAnswer, type SshdHandle } from '@portcullis/harness';
 import { ADMIN_PASSWORD, adminLaptop, laptop, ok, startStack, type Laptop, type Stack } from './pcsh-login-fixture.js';
 
 /*
@@ -44,20 +44,18 @@ export async function startSshWorld(prefix: string): Promise<SshWorld> {
 
     // web01 enrolls as `portcullis host join` would: host token, its key, a certificate back.
     const d = stack.dir.file('web01');
-    mkdirSync(d);
     const { token } = await adminApi<{ token: string }>('POST', '/v1/admin/tokens', { type: 'host', hostname: 'web01', labels: { env: 'dev' } });
-    await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'web01', '-f', `${d}/host_key`]);
-    const joined = await stack.client.request<{ certificates: { certificate: string }[]; user_ca: string }>('POST', '/v1/join', {
-      json: { token, hostname: 'web01', host_keys: [readFileSync(`${d}/host_key.pub`, 'utf8').trim()] },
+    const joined = await joinHostKey(d, async (publicKey) => {
+      const r = await stack.client.request<HostJoinAnswer>('POST', '/v1/join', { json: { token, hostname: 'web01', host_keys: [publicKey] } });
+      assert.equal(r.status, 200, r.bytes.toString());
+      return r.body;
     });
-    assert.equal(joined.status, 200, joined.bytes.toString());
-    writeFileSync(`${d}/host_key-cert.pub`, `${joined.body.certificates[0]!.certificate}\n`);
     const krl = await stack.client.request('GET', '/v1/krl');
     const web01 = await startSshd({
       dir: d,
-      trustedUserCAKeys: joined.body.user_ca,
+      trustedUserCAKeys: joined.userCA,
       revokedKeys: krl.bytes,
-      hostKey: { privateKeyPath: `${d}/host_key`, certificatePath: `${d}/host_key-cert.pub` },
+      hostKey: joined.hostKey,
       authorizedPrincipalsFile: { contents: 'root\n' },
       extraConfig: ['Subsystem sftp /usr/lib/openssh/sftp-server', 'PermitTTY yes'],
     });

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { totpCode } from '@portcullis/auth';
-import { runOk, startSshd, type SshdHandle } from '@portcullis/harness';
+import { joinHostKey, startSshd, type HostJoinAnswer, type SshdHandle } from '@portcullis/harness';
 import { HttpAuthority, WebSessionEngine, enrollProxy, httpSignatureService, startSessionRecording, type ProxyAuditEvent, type SessionRecording } from '@portcullis/proxy';
 import type { TerminalEngine } from '../src/terminal.js';
 import { ADMIN_PASSWORD, setAdminPassword, startWebFixture, type WebFixture } from './fixture.js';
@@ -58,20 +57,18 @@ export async function startTerminalWorld(o: { readonly sessionMfa?: boolean; rea
 
     // web01 joins as `portcullis host join` does: a host token, its key, a host certificate back.
     const d = f.dir.file('web01');
-    mkdirSync(d);
     const { token } = await adminApi<{ token: string }>('POST', '/v1/admin/tokens', { type: 'host', hostname: 'web01', labels: { env: 'dev' } });
-    await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'web01', '-f', `${d}/host_key`]);
-    const joined = await f.authApi.request<{ certificates: { certificate: string }[]; user_ca: string }>('POST', '/v1/join', {
-      json: { token, hostname: 'web01', host_keys: [readFileSync(`${d}/host_key.pub`, 'utf8').trim()] },
+    const joined = await joinHostKey(d, async (publicKey) => {
+      const r = await f.authApi.request<HostJoinAnswer>('POST', '/v1/join', { json: { token, hostname: 'web01', host_keys: [publicKey] } });
+      assert.equal(r.status, 200, r.bytes.toString());
+      return r.body;
     });
-    assert.equal(joined.status, 200, joined.bytes.toString());
-    writeFileSync(`${d}/host_key-cert.pub`, `${joined.body.certificates[0]!.certificate}\n`);
     const krl = await f.authApi.request('GET', '/v1/krl');
     const web01 = await startSshd({
       dir: d,
-      trustedUserCAKeys: joined.body.user_ca,
+      trustedUserCAKeys: joined.userCA,
       revokedKeys: krl.bytes,
-      hostKey: { privateKeyPath: `${d}/host_key`, certificatePath: `${d}/host_key-cert.pub` },
+      hostKey: joined.hostKey,
       authorizedPrincipalsFile: { contents: 'root\n' },
       extraConfig: ['PermitTTY yes', ...(o.sshdConfig ?? [])],
     });
