@@ -192,7 +192,8 @@ describe('the browser app in Chromium', () => {
     await page.fill('#key-name', 'virtual key');
     await page.click('#add-key');
     await page.locator('.status', { hasText: 'Security key added.' }).waitFor();
-    assert.match((await page.locator('#keys').textContent()) ?? '', /virtual key/);
+    // The list is fetched again after the status line appears: wait for it, do not read it once.
+    await page.locator('#keys', { hasText: 'virtual key' }).waitFor({ timeout: 10_000 });
 
     await page.click('header button:has-text("Sign out")');
     await passwordLogin();
