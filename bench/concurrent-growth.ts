@@ -6,17 +6,17 @@
 // are not this benchmark's (the cores are shared); then the proxy's idle CPU holding all N.
 // BENCH_PROFILE=<dir> profiles the proxy while the first and the last tenth open, and the hold.
 // Run: node --import tsx bench/concurrent-growth.ts [--sessions 300] [--rate 5]
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { holdSessions } from '../packages/cli/src/pcsh/bench/index.js';
+import { holdSessions, percentile } from '../packages/cli/src/pcsh/bench/index.js';
 import { formatProfile, summarizeProfile } from './lib/cpuprofile.js';
 import { dialDirect, type DialIdentity } from './lib/dial.js';
 import { machineCpuMs, processCpuMs, selfCpuMs } from './lib/proc-cpu.js';
-import { processTree } from './lib/proc-sample.js';
+import { processTree, sshdPid, treeCpuMs } from './lib/proc-sample.js';
 import { startBenchSystem } from './lib/proxy-system.js';
 
 const { values: args } = parseArgs({
@@ -31,29 +31,8 @@ const RATE = Number(args.rate);
 const HOLD_S = Number(args['hold-seconds']);
 const PROFILE_DIR = process.env['BENCH_PROFILE'];
 
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
+const pct = (xs: readonly number[], p: number): number => percentile([...xs].sort((x, y) => x - y), p);
 
-/** The sshd master serving `configPath` (as bench/concurrent.ts finds it). */
-function sshdPid(configPath: string): number {
-  const ppids = new Map<number, number>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (!readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(configPath)) continue;
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      ppids.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // gone
-    }
-  }
-  const master = [...ppids].find(([, ppid]) => !ppids.has(ppid));
-  if (master === undefined) throw new Error(`no sshd running with ${configPath}`);
-  return master[0];
-}
-const treeCpuMs = (pid: number): number => processTree(pid).reduce((s, p) => s + (processCpuMs(p) ?? 0), 0);
 /** CPU of `pid` and every descendant, the exited ones too (counted in the cutime/cstime of whoever reaped them). */
 function wholeTreeCpuMs(pid: number): number {
   let ticks = 0;

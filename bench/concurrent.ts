@@ -5,14 +5,13 @@
 // while ramping (open loop, pcsh bench's engine) and failures; then the same sessions through
 // an OpenSSH bastion (ssh -J through a stock sshd) as the anchor for memory per session.
 // Run: npm run bench:concurrent -- [--sessions 1000] [--rate 5] [--skip-anchor]
-import { readdirSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { holdSessions, summarizeRun, type BenchReport } from '../packages/cli/src/pcsh/bench/index.js';
 import { dialDirect, dialThroughBastion, type DialIdentity } from './lib/dial.js';
 import { fmt, table, type Row } from './lib/measure.js';
 import { processCpuMs } from './lib/proc-cpu.js';
-import { openFds, rssBytes, treePssBytes, processTree } from './lib/proc-sample.js';
+import { openFds, processTree, rssBytes, sshdPid, treeCpuMs, treePssBytes } from './lib/proc-sample.js';
 import { saveResults } from './lib/results.js';
 import { startBenchSystem } from './lib/proxy-system.js';
 import type ssh2 from 'ssh2';
@@ -66,25 +65,6 @@ async function hold(label: string, dial: () => Promise<ssh2.Client>, during: { a
   return { report: summarizeRun(outcomes, { requestedRate: RATE, elapsedMs }), open, dead, rampSeconds };
 }
 
-/** The sshd master serving `configPath` (its title keeps the -f path; its session processes' do not). */
-function sshdPid(configPath: string): number {
-  const matches = new Map<number, number>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (!readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(configPath)) continue;
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      matches.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // gone
-    }
-  }
-  const master = [...matches].find(([, ppid]) => !matches.has(ppid));
-  if (master === undefined) throw new Error(`no sshd running with ${configPath}`);
-  return master[0];
-}
-
-const treeCpuMs = (pid: number): number => processTree(pid).reduce((s, p) => s + (processCpuMs(p) ?? 0), 0);
 const fdsOfTree = (pid: number): number => processTree(pid).reduce((s, p) => s + (openFds(p) ?? 0), 0);
 
 const sys = await startBenchSystem();

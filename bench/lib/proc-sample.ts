@@ -1,5 +1,6 @@
 /** Memory and descriptors of processes from /proc (Linux), for the load and soak scripts. */
 import { readdirSync, readFileSync } from 'node:fs';
+import { processCpuMs } from './proc-cpu.js';
 
 function statusField(pid: number, field: string): number | undefined {
   try {
@@ -67,3 +68,24 @@ export function treePssBytes(pid: number): { bytes: number; processes: number } 
   for (const p of tree) bytes += pssBytes(p) ?? 0;
   return { bytes, processes: tree.length };
 }
+
+/** The sshd master serving `configPath` (its title keeps the -f path; its session processes' do not). */
+export function sshdPid(configPath: string): number {
+  const ppids = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (!readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(configPath)) continue;
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      ppids.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone
+    }
+  }
+  const master = [...ppids].find(([, ppid]) => !ppids.has(ppid));
+  if (master === undefined) throw new Error(`no sshd running with ${configPath}`);
+  return master[0];
+}
+
+/** CPU milliseconds of `pid` and its living descendants. */
+export const treeCpuMs = (pid: number): number => processTree(pid).reduce((s, p) => s + (processCpuMs(p) ?? 0), 0);
