@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { CHROMIUM_PATH, HEADLESS_CHROMIUM_ARGS } from '@portcullis/harness';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { alice, laptop, ok, start, startStack, type Stack } from './pcsh-login-fixture.js';
 
@@ -11,7 +12,7 @@ import { alice, laptop, ok, start, startStack, type Stack } from './pcsh-login-f
  * provider's redirect to pcsh's loopback callback. pcsh must finish the login from that.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = CHROMIUM_PATH;
 const mode = (p: string): number => statSync(p).mode & 0o777;
 
 describe('pcsh login through the loopback redirect, in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed` }, () => {
@@ -25,16 +26,7 @@ describe('pcsh login through the loopback redirect, in Chromium', { skip: exists
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: [...HEADLESS_CHROMIUM_ARGS],
     });
   });
 

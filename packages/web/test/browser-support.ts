@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CHROMIUM_PATH, HEADLESS_CHROMIUM_ARGS } from '@portcullis/harness';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 // The README's screenshots are refreshed only on request (UPDATE_SCREENSHOTS=1), so a test run
@@ -25,17 +26,10 @@ export async function launchChromium(
   mkdirSync(profileDir);
   mkdirSync(SHOTS, { recursive: true });
   return chromium.launchPersistentContext(profileDir, {
-    executablePath: '/usr/bin/chromium',
+    executablePath: CHROMIUM_PATH,
     headless: true,
     args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
+      ...HEADLESS_CHROMIUM_ARGS,
       // Trust the gateway's generated certificate by its key, as pcsh pins it: a page with a
       // certificate error would get no WebAuthn.
       `--ignore-certificate-errors-spki-list=${spkiPin.replace(/^sha256\/\//, '')}`,
