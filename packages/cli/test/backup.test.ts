@@ -152,3 +152,21 @@ test('an embedded Redis on loopback TCP (redis.embedded.port): read with its gen
     d.remove();
   }
 });
+
+test('a file that is not a backup is refused with tar\'s reason, and no state directory is left behind', { timeout: 30_000 }, async () => {
+  const d = tempDir('portcullis-backup-bad-');
+  const redis = await startRedis({ dir: d.path });
+  try {
+    const notBackup = d.file('notes.tar.gz');
+    writeFileSync(notBackup, 'not an archive\n');
+    const config = d.file('portcullis.yaml');
+    const fresh = d.file('new/state');
+    writeFileSync(config, `state_dir: ${fresh}\nservices: [auth]\nauth:\n  redis: { url: '${redis.url}' }\n`);
+    await assert.rejects(restore({ config, env: {}, in: notBackup }, () => {}), /not in gzip format/);
+    assert.equal(existsSync(d.file('new')), false, 'the state directory restore made is gone again');
+    assert.equal((await run('redis-cli', ['-u', redis.url, 'dbsize'])).stdout.trim(), '0');
+  } finally {
+    await redis.stop();
+    d.remove();
+  }
+});

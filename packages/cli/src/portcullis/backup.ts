@@ -286,8 +286,10 @@ export async function restore(o: RestoreOptions, log: Log): Promise<void> {
   if (t.embeddedDir !== undefined && (await embeddedCli(t).alive())) throw new CliError('ERR_REFUSED', `portcullis is running on ${t.stateDir}: stop it first (systemctl stop portcullis)`);
   // Files written by root would be unreadable to the service's own user after the restore.
   if (process.getuid?.() === 0) log('portcullis: restoring as root: the files will belong to root; run as the service user (sudo -u portcullis) or chown -R the state directory afterwards');
-  mkdirSync(t.stateDir, { recursive: true, mode: 0o700 });
+  // A restore that fails leaves no trace: a state directory made here goes again with the stage.
+  const madeStateDir = mkdirSync(t.stateDir, { recursive: true, mode: 0o700 });
   const stage = mkdtempSync(join(t.stateDir, '.restore-'));
+  let restored = false;
   let conn: RedisConnection | undefined;
   try {
     await tar(['-C', stage, '-xzf', file]);
@@ -357,8 +359,10 @@ export async function restore(o: RestoreOptions, log: Log): Promise<void> {
         `${stale.length > 0 ? `; deleted ${stale.length} keys the backup did not have` : ''}` +
         `${recordings ? '' : '; the backup holds no recordings: the target\'s were left as they were'}; start portcullis`,
     );
+    restored = true;
   } finally {
     await conn?.close();
     rmSync(stage, { recursive: true, force: true });
+    if (!restored && madeStateDir !== undefined && readdirSync(t.stateDir).length === 0) rmSync(madeStateDir, { recursive: true, force: true });
   }
 }
